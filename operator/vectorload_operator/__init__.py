@@ -1,0 +1,1 @@
+"""The vectorload operator: reconciles CollectionLoad resources into querynode placements."""

@@ -1,0 +1,1 @@
+"""The vectorload querynode: serves hnswlib indexes of loaded segments over HTTP."""
