@@ -1,0 +1,1 @@
+"""Collection storage: format, reader, writer, ingest and the sample collection."""
