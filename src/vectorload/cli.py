@@ -12,7 +12,10 @@ from collections.abc import Callable, Sequence
 
 # subcommand -> ("module:function", one-line help). The function takes argv (list[str]) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "cluster": ("vectorload.devcluster.cli:main", "local control plane: build | up | down | status | kubeconfig"),
+    "cluster": (
+        "vectorload.devcluster.cli:main",
+        "local control plane: build | up | down | status | kubeconfig",
+    ),
     "querynode": ("vectorload_querynode.cli:main", "run a querynode (hnswlib data plane, HTTP API)"),
     "operator": ("vectorload_operator.cli:main", "run the operator (kopf)"),
     "ingest": ("vectorload.storage.cli:ingest_main", "ingest .npy vectors + JSONL rows into a collection"),

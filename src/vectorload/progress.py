@@ -47,7 +47,7 @@ class ProgressBar:
     def render(self) -> str:
         fraction = self.done / self.total
         width = 30
-        filled = int(round(fraction * width))
+        filled = round(fraction * width)
         bar = "█" * filled + "░" * (width - filled)
         elapsed = time.monotonic() - self._start
         unit = f" {self.unit}" if self.unit else ""

@@ -18,7 +18,9 @@ def default_state_dir() -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vectorload cluster", description=__doc__)
-    parser.add_argument("--state-dir", type=Path, default=None, help="where the running cluster keeps its state")
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="where the running cluster keeps its state"
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("build", help="build missing control-plane binaries (cached by version)")
     up = sub.add_parser("up", help="start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1")
@@ -98,6 +100,4 @@ def install_crds(plane: ControlPlane) -> None:
 
     crd_dir = repo_root() / "crds"
     plane.kubectl("apply", "--server-side", "-f", str(crd_dir / "collectionload.yaml"))
-    plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/collectionloads.vectorload.io"
-    )
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/collectionloads.vectorload.io")

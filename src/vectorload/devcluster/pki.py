@@ -38,8 +38,8 @@ def generate(directory: Path) -> Pki:
     days = "3650"
     _openssl("genrsa", "-out", pki.ca_key.name, "2048", cwd=directory)
     _openssl(
-        "req", "-x509", "-new", "-key", pki.ca_key.name, "-days", days, "-subj", "/CN=vectorload-devcluster-ca",
-        "-out", pki.ca_cert.name, cwd=directory,
+        "req", "-x509", "-new", "-key", pki.ca_key.name, "-days", days,
+        "-subj", "/CN=vectorload-devcluster-ca", "-out", pki.ca_cert.name, cwd=directory,
     )  # fmt: skip
     _openssl("genrsa", "-out", pki.serving_key.name, "2048", cwd=directory)
     sans = ",".join(
@@ -58,10 +58,20 @@ def generate(directory: Path) -> Pki:
         f"subjectAltName={sans}\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     csr = directory / "apiserver.csr"
-    _openssl("req", "-new", "-key", pki.serving_key.name, "-subj", "/CN=kube-apiserver", "-out", csr.name, cwd=directory)
     _openssl(
-        "x509", "-req", "-in", csr.name, "-CA", pki.ca_cert.name, "-CAkey", pki.ca_key.name, "-CAcreateserial",
-        "-days", days, "-extfile", ext.name, "-out", pki.serving_cert.name, cwd=directory,
+        "req",
+        "-new",
+        "-key",
+        pki.serving_key.name,
+        "-subj",
+        "/CN=kube-apiserver",
+        "-out",
+        csr.name,
+        cwd=directory,
+    )
+    _openssl(
+        "x509", "-req", "-in", csr.name, "-CA", pki.ca_cert.name, "-CAkey", pki.ca_key.name,
+        "-CAcreateserial", "-days", days, "-extfile", ext.name, "-out", pki.serving_cert.name, cwd=directory,
     )  # fmt: skip
     _openssl("genrsa", "-out", pki.sa_key.name, "2048", cwd=directory)
     _openssl("rsa", "-in", pki.sa_key.name, "-pubout", "-out", pki.sa_pub.name, cwd=directory)
