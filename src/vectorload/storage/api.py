@@ -81,9 +81,8 @@ class SegmentManifest:
     segment_id: str
     rows: int
     files: dict[str, SegmentFile]
-    index_params: dict[str, dict[str, int]] = field(
-        default_factory=dict
-    )  # vector field -> {M, ef_construction}
+    # vector field -> {"M": .., "ef_construction": ..}
+    index_params: dict[str, dict[str, int]] = field(default_factory=dict)
     created_at: str = ""
 
     @property

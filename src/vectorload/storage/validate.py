@@ -108,7 +108,10 @@ def scalar_column(field: FieldSchema, values: object, rows: int) -> Column:
     return column
 
 
-def vector_column(field: FieldSchema, values: object, rows: int) -> npt.NDArray[np.float32]:
+def vector_column(
+    field: FieldSchema, values: object, rows: int, row_offset: int = 0
+) -> npt.NDArray[np.float32]:
+    """Float32 copy of a (rows, dim) block; `row_offset` shifts row numbers in error messages."""
     arr = np.asarray(values)
     if arr.ndim != 2 or arr.shape[1] != field.dim:
         raise _bad(field.name, f"expected shape (rows, {field.dim}), got {arr.shape}")
@@ -118,15 +121,17 @@ def vector_column(field: FieldSchema, values: object, rows: int) -> npt.NDArray[
     out = np.ascontiguousarray(arr, dtype=np.float32)
     finite = np.isfinite(out).all(axis=1)
     if not finite.all():
-        raise _bad(field.name, f"row {int(np.argmin(finite))}: vector has NaN/inf components")
+        raise _bad(field.name, f"row {row_offset + int(np.argmin(finite))}: vector has NaN/inf components")
     if field.metric == "cosine":
         zero = ~np.any(out != 0, axis=1)
         if zero.any():
-            raise _bad(field.name, f"row {int(np.argmax(zero))}: zero vector cannot be used with cosine")
+            raise _bad(
+                field.name, f"row {row_offset + int(np.argmax(zero))}: zero vector cannot be used with cosine"
+            )
     return out
 
 
-def _primary_keys(field: FieldSchema, values: object) -> Column:
+def primary_key_column(field: FieldSchema, values: object) -> Column:
     keys: Column
     if field.type == "int64":
         keys = _int64_column(field.name, values)
@@ -143,9 +148,7 @@ def _primary_keys(field: FieldSchema, values: object) -> Column:
     return keys
 
 
-def _dynamic_rows(
-    schema: CollectionSchema, dynamic: Sequence[object] | None, rows: int
-) -> list[bytes] | None:
+def dynamic_rows(schema: CollectionSchema, dynamic: Sequence[object] | None, rows: int) -> list[bytes] | None:
     if not schema.dynamic_field:
         if dynamic is not None and any(dynamic):
             raise _bad(DYNAMIC_FIELD, f"collection {schema.name!r} has no dynamic field")
@@ -176,7 +179,7 @@ def prepare_segment(
     dynamic: Sequence[object] | None,
 ) -> SegmentColumns:
     pk_field = schema.primary_key
-    keys = _primary_keys(pk_field, primary_keys)
+    keys = primary_key_column(pk_field, primary_keys)
     rows = len(keys)
     if rows == 0:
         raise _bad(pk_field.name, "a segment needs at least one row")
@@ -198,4 +201,4 @@ def prepare_segment(
         if f.name not in scalars:
             raise _bad(f.name, "missing column data")
         out_scalars[f.name] = scalar_column(f, scalars[f.name], rows)
-    return SegmentColumns(rows, out_vectors, keys, out_scalars, _dynamic_rows(schema, dynamic, rows))
+    return SegmentColumns(rows, out_vectors, keys, out_scalars, dynamic_rows(schema, dynamic, rows))

@@ -1,0 +1,145 @@
+"""`vectorload ingest` and `vectorload sample`. Bad input exits 2 with a one-line message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, StorageError
+from vectorload.storage.ingest import DEFAULT_SEGMENT_ROWS, ingest
+from vectorload.storage.sample import SAMPLE_SIZES, write_sample
+from vectorload.storage.schema_json import schema_from_dict
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def _run(prog: str, action: Callable[[], None]) -> int:
+    try:
+        action()
+    except StorageError as exc:
+        print(f"{prog}: error: {exc.reason}: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _vector_args(values: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise StorageError("InvalidArgument", f"--vector {value!r}: expected FIELD=path.npy")
+        if name in out:
+            raise StorageError("InvalidArgument", f"--vector: field {name!r} given twice")
+        out[name] = Path(path)
+    return out
+
+
+def _load_schema(path: Path, collection: str) -> CollectionSchema:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StorageError("InvalidArgument", f"schema file {path}: {exc}") from exc
+    try:
+        return schema_from_dict(data, name=collection)
+    except StorageError as exc:
+        raise StorageError(exc.reason, f"schema file {path}: {exc.message}") from exc
+
+
+def ingest_main(argv: list[str]) -> int:
+    prog = "vectorload ingest"
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Ingest .npy vectors + JSONL rows as sealed segments."
+    )
+    parser.add_argument("--root", type=Path, required=True, help="storage root directory")
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--partition", default=DEFAULT_PARTITION)
+    parser.add_argument(
+        "--vector",
+        action="append",
+        default=[],
+        metavar="FIELD=PATH",
+        help="vectors of one field (.npy, rows x dim)",
+    )
+    parser.add_argument(
+        "--rows", type=Path, help="JSONL: primary key, scalar fields and dynamic keys per row"
+    )
+    parser.add_argument(
+        "--schema", type=Path, help="schema JSON (creates the collection if it does not exist)"
+    )
+    parser.add_argument("--segment-rows", type=int, default=DEFAULT_SEGMENT_ROWS, help="max rows per segment")
+    parser.add_argument("--M", type=int, default=16, help="hnswlib M")
+    parser.add_argument("--ef-construction", type=int, default=200, help="hnswlib ef_construction")
+    parser.add_argument("--threads", type=int, default=-1, help="index build threads (-1 = all cores)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+
+    def action() -> None:
+        schema = None if args.schema is None else _load_schema(args.schema, args.collection)
+        manifests = ingest(
+            args.root,
+            args.collection,
+            args.partition,
+            _vector_args(args.vector),
+            args.rows,
+            segment_rows=args.segment_rows,
+            M=args.M,
+            ef_construction=args.ef_construction,
+            progress=not args.no_progress,
+            schema=schema,
+            num_threads=args.threads,
+        )
+        rows = sum(m.rows for m in manifests)
+        size = sum(m.total_bytes for m in manifests)
+        print(
+            f"ingested {rows} rows into {args.collection}/{args.partition}: "
+            f"{len(manifests)} segments, {_mib(size)}"
+        )
+
+    return _run(prog, action)
+
+
+def sample_main(argv: list[str]) -> int:
+    prog = "vectorload sample"
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Write the deterministic sample collection `book`."
+    )
+    parser.add_argument("--root", type=Path, required=True, help="storage root directory")
+    parser.add_argument("--size", choices=list(SAMPLE_SIZES), default="small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=-1, help="index build threads (-1 = all cores)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+
+    def action() -> None:
+        info = write_sample(
+            args.root, args.size, args.seed, progress=not args.no_progress, num_threads=args.threads
+        )
+        state = "written" if info.written_segments else "already present"
+        print(f"sample {info.collection!r} (size={info.size}, seed={info.seed}) {state} in {info.root}")
+        for name, p in info.partitions.items():
+            print(f"  {name:<10} {p.rows:>9} rows  {p.segments:>3} segments  {_mib(p.bytes):>12}")
+        print(f"  {'total':<10} {info.rows:>9} rows  {info.segments:>3} segments  {_mib(info.bytes):>12}")
+
+    return _run(prog, action)

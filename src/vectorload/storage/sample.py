@@ -1,0 +1,292 @@
+"""The deterministic sample collection `book` (as in the Milvus docs), with clustered vectors.
+
+Same `size`, `seed` (and spec) → the same primary keys, scalars and vectors. A re-run over an
+existing identical sample writes nothing; segments missing after a crash are written again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vectorload.progress import ProgressBar
+from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, FieldSchema, StorageError
+from vectorload.storage.writer import CollectionWriter
+
+COLLECTION = "book"
+PARTITIONS = (DEFAULT_PARTITION, "novel", "poetry")
+_GENRES = {
+    DEFAULT_PARTITION: ("essay", "biography", "history", "science", "travel"),
+    "novel": ("fantasy", "mystery", "romance", "science fiction", "thriller"),
+    "poetry": ("sonnet", "haiku", "ballad", "free verse", "epic"),
+}
+_WORDS = {
+    DEFAULT_PARTITION: (100, 150_000),
+    "novel": (20_000, 250_000),
+    "poetry": (50, 20_000),
+}
+_ADJECTIVES = ("Silent", "Golden", "Hidden", "Last", "Broken", "Distant", "Crimson", "Quiet", "Wild", "Lost")
+_NOUNS = ("River", "Garden", "Empire", "Letter", "Winter", "Harbor", "Mirror", "Orchard", "Voyage", "Lantern")
+_AWARDS = ("Hugo", "Nebula", "Booker", "Pulitzer", "Forward Prize")
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """How big the sample is: per partition `segments` segments of `rows_per_segment` rows."""
+
+    segments: int
+    rows_per_segment: int
+    intro_dim: int = 64
+    cover_dim: int = 16
+    clusters: int = 32
+    M: int = 16
+    ef_construction: int = 200
+
+    def describe(self) -> str:
+        return (
+            f"segments={self.segments}x{self.rows_per_segment} dims={self.intro_dim}/{self.cover_dim} "
+            f"clusters={self.clusters} M={self.M} ef_construction={self.ef_construction}"
+        )
+
+
+# About 0.7 KB of segment files per row with the default dims.
+SAMPLE_SIZES: dict[str, SampleSpec] = {
+    "tiny": SampleSpec(segments=3, rows_per_segment=200, ef_construction=100),
+    "small": SampleSpec(segments=4, rows_per_segment=850),
+    "medium": SampleSpec(segments=6, rows_per_segment=8_000),
+    "large": SampleSpec(segments=16, rows_per_segment=30_000, ef_construction=100),
+}
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    rows: int
+    segments: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    root: Path
+    collection: str
+    size: str
+    seed: int
+    spec: SampleSpec
+    partitions: dict[str, PartitionInfo]
+    written_segments: int  # 0 when the sample already existed
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.partitions.values())
+
+    @property
+    def segments(self) -> int:
+        return sum(p.segments for p in self.partitions.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.partitions.values())
+
+
+@dataclass(frozen=True)
+class SampleSegment:
+    """The rows of one sample segment, as passed to `CollectionWriter.write_segment`."""
+
+    partition: str
+    segment_id: str
+    vectors: dict[str, npt.NDArray[np.float32]]
+    primary_keys: npt.NDArray[np.int64]
+    scalars: dict[str, Any]
+    dynamic: list[dict[str, Any]] = field(default_factory=list)
+
+
+def sample_schema(size: str, seed: int, spec: SampleSpec) -> CollectionSchema:
+    """The schema; its description records the arguments so a different re-run is detected."""
+    return CollectionSchema(
+        name=COLLECTION,
+        fields=(
+            FieldSchema("book_id", "int64", is_primary=True),
+            FieldSchema("title", "varchar", max_length=256),
+            FieldSchema("word_count", "int64"),
+            FieldSchema("rating", "float"),
+            FieldSchema("in_print", "bool"),
+            FieldSchema("book_intro", "float_vector", dim=spec.intro_dim, metric="l2"),
+            FieldSchema("cover", "float_vector", dim=spec.cover_dim, metric="cosine"),
+        ),
+        dynamic_field=True,
+        description=f"vectorload sample collection (size={size} seed={seed} {spec.describe()})",
+    )
+
+
+def resolve_spec(size: str, spec: SampleSpec | None = None) -> SampleSpec:
+    if spec is not None:
+        return spec
+    if size not in SAMPLE_SIZES:
+        raise StorageError(
+            "InvalidArgument", f"unknown sample size {size!r}: choose from {list(SAMPLE_SIZES)}"
+        )
+    return SAMPLE_SIZES[size]
+
+
+def _centers(seed: int, spec: SampleSpec) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    rng = np.random.default_rng([seed, 1])
+    intro = rng.normal(size=(spec.clusters, spec.intro_dim))
+    cover = rng.normal(size=(max(spec.clusters // 4, 2), spec.cover_dim))
+    return intro, cover
+
+
+def _clustered(
+    rng: np.random.Generator, centers: npt.NDArray[np.float64], assign: npt.NDArray[np.int64], noise: float
+) -> npt.NDArray[np.float32]:
+    points = centers[assign] + rng.normal(scale=noise, size=(assign.size, centers.shape[1]))
+    return points.astype(np.float32)
+
+
+def _cluster_weights(partition_index: int, clusters: int) -> npt.NDArray[np.float64]:
+    """_default: uniform; novel favours even clusters, poetry odd ones (3:1)."""
+    weights = np.ones(clusters)
+    if partition_index > 0:
+        weights[(np.arange(clusters) % 2) == (partition_index - 1)] = 3.0
+    normalised: npt.NDArray[np.float64] = weights / weights.sum()
+    return normalised
+
+
+def segment_id_for(partition: str, index: int) -> str:
+    return f"{partition.strip('_')}-{index:04d}"
+
+
+def generate_segment(seed: int, spec: SampleSpec, partition_index: int, segment_index: int) -> SampleSegment:
+    """One segment's data; depends only on its arguments (use it for ground truth in tests)."""
+    partition = PARTITIONS[partition_index]
+    n = spec.rows_per_segment
+    rng = np.random.default_rng([seed, 2, partition_index, segment_index])
+    intro_c, cover_c = _centers(seed, spec)
+    assign = rng.choice(spec.clusters, size=n, p=_cluster_weights(partition_index, spec.clusters))
+    intro = _clustered(rng, intro_c, assign, noise=0.35)
+    cover = _clustered(rng, cover_c, assign % cover_c.shape[0], noise=0.3)
+    first = (partition_index * spec.segments + segment_index) * n + 1
+    book_id = np.arange(first, first + n, dtype=np.int64)
+    low, high = _WORDS[partition]
+    adjectives = rng.integers(len(_ADJECTIVES), size=n)
+    nouns = rng.integers(len(_NOUNS), size=n)
+    genres = _GENRES[partition]
+    genre_idx = rng.integers(len(genres), size=n)
+    years = rng.integers(1800, 2025, size=n)
+    awards = rng.random(n) < 0.1
+    award_idx = rng.integers(len(_AWARDS), size=n)
+    dynamic: list[dict[str, Any]] = []
+    for i in range(n):
+        meta: dict[str, Any] = {"genre": genres[genre_idx[i]], "year": int(years[i])}
+        if awards[i]:
+            meta["award"] = _AWARDS[award_idx[i]]
+        dynamic.append(meta)
+    return SampleSegment(
+        partition=partition,
+        segment_id=segment_id_for(partition, segment_index),
+        vectors={"book_intro": intro, "cover": cover},
+        primary_keys=book_id,
+        scalars={
+            "title": [
+                f"{_ADJECTIVES[a]} {_NOUNS[b]} {k}"
+                for a, b, k in zip(adjectives, nouns, book_id, strict=True)
+            ],
+            "word_count": rng.integers(low, high, size=n, dtype=np.int64),
+            "rating": np.round(rng.uniform(1.0, 5.0, size=n), 2).astype(np.float32),
+            "in_print": rng.random(n) < 0.7,
+        },
+        dynamic=dynamic,
+    )
+
+
+def sample_queries(
+    seed: int, count: int, field_name: str = "book_intro", spec: SampleSpec | None = None
+) -> npt.NDArray[np.float32]:
+    """Query vectors drawn from the same clusters as the sample (a separate random stream)."""
+    spec = spec or SAMPLE_SIZES["tiny"]
+    intro_c, cover_c = _centers(seed, spec)
+    centers = intro_c if field_name == "book_intro" else cover_c
+    rng = np.random.default_rng([seed, 3])
+    assign = rng.integers(centers.shape[0], size=count)
+    return _clustered(rng, centers, assign, noise=0.35)
+
+
+def write_sample(
+    root: Path,
+    size: str = "small",
+    seed: int = 0,
+    progress: bool = False,
+    spec: SampleSpec | None = None,
+    num_threads: int = -1,
+) -> SampleInfo:
+    """Write (or find) the sample collection `book` under `root`.
+
+    StorageError('SampleMismatch') if `root` holds a `book` written with other arguments."""
+    spec = resolve_spec(size, spec)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise StorageError("InvalidArgument", f"seed must be a non-negative integer, got {seed!r}")
+    writer = CollectionWriter(root)
+    try:
+        writer.create_collection(sample_schema(size, seed, spec))
+    except StorageError as exc:
+        if exc.reason != "SchemaMismatch":
+            raise
+        raise StorageError(
+            "SampleMismatch",
+            f"{root} already holds a collection {COLLECTION!r} written with different arguments "
+            f"(not size={size} seed={seed}); use another --root",
+        ) from exc
+    todo: list[tuple[int, int]] = []
+    for p_index, partition in enumerate(PARTITIONS):
+        writer.create_partition(COLLECTION, partition)
+        existing = {m.segment_id for m in writer.reader.segments(COLLECTION, partition)}
+        todo += [(p_index, s) for s in range(spec.segments) if segment_id_for(partition, s) not in existing]
+    with contextlib.ExitStack() as stack:
+        bar = None
+        if progress and todo:
+            total = len(todo) * spec.rows_per_segment
+            bar = stack.enter_context(ProgressBar(total, label=f"sample {COLLECTION} ({size})", unit="rows"))
+        for p_index, s_index in todo:
+            seg = generate_segment(seed, spec, p_index, s_index)
+            writer.write_segment(
+                COLLECTION,
+                seg.partition,
+                seg.segment_id,
+                seg.vectors,
+                seg.primary_keys,
+                seg.scalars,
+                seg.dynamic,
+                M=spec.M,
+                ef_construction=spec.ef_construction,
+                num_threads=num_threads,
+                on_rows=None if bar is None else _half_rows(bar),
+            )
+    return _info(writer, root, size, seed, spec, len(todo))
+
+
+def _half_rows(bar: ProgressBar) -> Callable[[int], None]:
+    """Index building reports rows per vector field; the sample has two."""
+    return lambda n: bar.update(n / 2)
+
+
+def _info(
+    writer: CollectionWriter, root: Path, size: str, seed: int, spec: SampleSpec, written: int
+) -> SampleInfo:
+    partitions: dict[str, PartitionInfo] = {}
+    for partition in PARTITIONS:
+        manifests = [
+            m
+            for m in writer.reader.segments(COLLECTION, partition)
+            if m.segment_id in {segment_id_for(partition, s) for s in range(spec.segments)}
+        ]
+        partitions[partition] = PartitionInfo(
+            rows=sum(m.rows for m in manifests),
+            segments=len(manifests),
+            bytes=sum(m.total_bytes for m in manifests),
+        )
+    return SampleInfo(Path(root), COLLECTION, size, seed, spec, partitions, written)
