@@ -77,6 +77,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-token" (include "vectorload.fullname" .)) .Values.token.existingSecret }}
 {{- end }}
 
+{{/* Namespaces a namespace-scoped operator watches (JSON list): operator.watchNamespace and the
+     release namespace, where this release's querynode pods live (kopf watches pods only in the
+     namespaces it serves). */}}
+{{- define "vectorload.watchNamespaces" -}}
+{{- $namespaces := list .Values.operator.watchNamespace }}
+{{- if ne .Values.operator.watchNamespace .Release.Namespace }}
+{{- $namespaces = append $namespaces .Release.Namespace }}
+{{- end }}
+{{- toJson $namespaces }}
+{{- end }}
+
 {{- define "vectorload.querynodeSelector" -}}
 {{- default (printf "app.kubernetes.io/component=querynode,app.kubernetes.io/instance=%s" .Release.Name) .Values.operator.querynodeSelector }}
 {{- end }}
