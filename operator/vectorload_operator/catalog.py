@@ -1,0 +1,70 @@
+"""Collection catalogs (`GET /v1/catalog/{collection}`), cached per (namespace, collection) and
+refreshed every `interval` seconds so segments written after a load are picked up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vectorload_operator.distribution import NodeView
+from vectorload_operator.nodeapi import NodeApi, NodeError
+
+log = logging.getLogger(__name__)
+
+CatalogKey = tuple[str, str]  # (namespace of the querynode pool, collection)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """`found` False: the storage has no such collection (404 CollectionNotFound)."""
+
+    found: bool
+    catalog: Mapping[str, Any] | None
+    fetched_at: float
+
+
+class CatalogCache:
+    def __init__(self, api: NodeApi, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self.interval = interval
+        self._clock = clock
+        self._entries: dict[CatalogKey, CatalogEntry] = {}
+
+    def get(self, key: CatalogKey) -> CatalogEntry | None:
+        return self._entries.get(key)
+
+    def invalidate(self, key: CatalogKey) -> None:
+        self._entries.pop(key, None)
+
+    async def refresh(self, keys: Iterable[CatalogKey], views: Mapping[str, NodeView]) -> None:
+        """Fetch every catalog that is missing or older than the interval, from a ready node
+        of the key's namespace; drop entries no longer asked for."""
+        wanted = set(keys)
+        for stale in set(self._entries) - wanted:
+            del self._entries[stale]
+        now = self._clock()
+        due = [
+            k for k in wanted if (e := self._entries.get(k)) is None or now - e.fetched_at >= self.interval
+        ]
+        await asyncio.gather(*(self._fetch(k, views) for k in due))
+
+    async def _fetch(self, key: CatalogKey, views: Mapping[str, NodeView]) -> None:
+        namespace, collection = key
+        urls = [
+            v.pod.url
+            for v in sorted(views.values(), key=lambda v: v.pod.name)
+            if v.state.ready and v.pod.url and v.pod.namespace == namespace
+        ]
+        for url in urls:
+            started = self._clock()
+            try:
+                catalog = await self._api.catalog(url, collection)
+            except NodeError as exc:
+                log.debug("catalog %s from %s: %s", collection, url, exc.message)
+                continue
+            self._entries[key] = CatalogEntry(catalog is not None, catalog, started)
+            return

@@ -1,0 +1,88 @@
+"""Pulls `/v1/distribution` from every querynode pod; each pull is also the node's heartbeat.
+
+A pod that is not Ready, has no IP, or does not answer within the timeout is reported as a
+not-ready `NodeState` at once, which makes the planner treat its segments as lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vectorload_operator.core.model import HeldSegment, NodeState, SegmentRef, SegmentState
+from vectorload_operator.nodeapi import NodeApi, NodeError
+from vectorload_operator.pods import QuerynodePod
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """The last pull of one node: its core state, and when that pull was started."""
+
+    pod: QuerynodePod
+    state: NodeState
+    pulled_at: float  # monotonic time the pull started
+    error: str = ""
+
+
+def parse_distribution(name: str, address: str | None, data: Mapping[str, Any]) -> NodeState:
+    capacity = data.get("capacity") or {}
+    segments: dict[SegmentRef, HeldSegment] = {}
+    for seg in data.get("segments") or []:
+        try:
+            ref = SegmentRef(str(seg["collection"]), str(seg["partition"]), str(seg["segment"]))
+            state = SegmentState(str(seg.get("state", "loaded")))
+        except (KeyError, ValueError):
+            continue
+        fields = seg.get("fields")
+        segments[ref] = HeldSegment(
+            state=state,
+            fields=None if fields is None else frozenset(str(f) for f in fields),
+            dynamic=bool(seg.get("dynamicField", False)),
+            bytes=int(seg.get("bytes") or 0),
+            reason=str(seg.get("reason") or ""),
+            message=str(seg.get("message") or ""),
+        )
+    return NodeState(
+        name=name,
+        ready=True,
+        address=address,
+        capacity_bytes=int(capacity.get("memoryLimitBytes") or 0),
+        threshold=float(capacity.get("threshold") or 0.9),
+        used_bytes=int(capacity.get("usedBytes") or 0),
+        reserved_bytes=int(capacity.get("reservedBytes") or 0),
+        boot_id=str(data.get("bootId") or ""),
+        segments=segments,
+    )
+
+
+class DistributionPuller:
+    def __init__(self, api: NodeApi, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self._clock = clock
+        self.views: dict[str, NodeView] = {}
+
+    async def _pull_one(self, pod: QuerynodePod) -> NodeView:
+        started = self._clock()
+        if not pod.ready or pod.url is None:
+            why = "pod is not Ready" if pod.url is not None else "pod has no IP"
+            return NodeView(pod, NodeState(name=pod.key, ready=False, address=pod.url), started, why)
+        try:
+            data = await self._api.distribution(pod.url)
+        except NodeError as exc:
+            prev = self.views.get(pod.key)
+            if prev is None or prev.state.ready:
+                log.warning("querynode %s not ready: %s", pod.key, exc.message)
+            return NodeView(pod, NodeState(name=pod.key, ready=False, address=pod.url), started, exc.message)
+        return NodeView(pod, parse_distribution(pod.key, pod.url, data), started)
+
+    async def pull(self, pods: Mapping[str, QuerynodePod]) -> dict[str, NodeView]:
+        """Pull every pod at once; returns (and keeps) the views of the pods given."""
+        views = await asyncio.gather(*(self._pull_one(pod) for pod in pods.values()))
+        self.views = {v.pod.key: v for v in views}
+        return self.views

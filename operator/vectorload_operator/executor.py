@@ -1,0 +1,154 @@
+"""Executes planned tasks through the querynode control API with bounded concurrency per node.
+
+The bound is on *loads in progress* per node: segments the node reports as `loading` plus load
+requests in flight never exceed `max_per_node`. Releases are not bounded (they free memory).
+A task is not sent again until a distribution pull that started after it finished has been
+seen, so a plan computed from a stale distribution never duplicates a load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from vectorload_operator.core.model import SegmentRef, SegmentState, Task, TaskKind
+from vectorload_operator.distribution import NodeView
+from vectorload_operator.metrics import OperatorMetrics
+from vectorload_operator.nodeapi import NodeApi, NodeError
+
+log = logging.getLogger(__name__)
+
+TaskKey = tuple[TaskKind, str, SegmentRef]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A load the querynode refused (memory admission, missing files, bad request)."""
+
+    task: Task
+    reason: str
+    message: str
+    at: float
+
+
+class Executor:
+    def __init__(
+        self,
+        api: NodeApi,
+        max_per_node: int,
+        metrics: OperatorMetrics,
+        on_refusal: Callable[[Refusal], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = api
+        self.max_per_node = max_per_node
+        self._metrics = metrics
+        self._on_refusal = on_refusal
+        self._clock = clock
+        self._inflight: dict[TaskKey, asyncio.Task[None]] = {}
+        self._finished: dict[TaskKey, float] = {}
+        self.sent: list[Task] = []  # every task sent (bounded; for logs and tests)
+
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def _settled(self, key: TaskKey, views: Mapping[str, NodeView]) -> bool:
+        done_at = self._finished.get(key)
+        if done_at is None:
+            return True
+        pulled = views.get(key[1])
+        if pulled is None or pulled.pulled_at > done_at:
+            del self._finished[key]
+            return True
+        return False
+
+    def submit(self, tasks: Iterable[Task], views: Mapping[str, NodeView]) -> list[Task]:
+        """Start what may start now; return the tasks started."""
+        for gone in [k for k in self._finished if k[1] not in views]:
+            del self._finished[gone]
+        loading: dict[str, int] = defaultdict(int)
+        for name, node_view in views.items():
+            held = node_view.state.segments.values()
+            loading[name] = sum(1 for h in held if h.state is SegmentState.LOADING)
+        for kind, node, _ in self._inflight:
+            if kind is TaskKind.LOAD:
+                loading[node] += 1
+        started: list[Task] = []
+        for task in tasks:
+            key: TaskKey = (task.kind, task.node, task.ref)
+            if key in self._inflight or not self._settled(key, views):
+                continue
+            view = views.get(task.node)
+            if view is None or not view.state.ready or view.pod.url is None:
+                continue
+            if task.kind is TaskKind.LOAD:
+                if loading[task.node] >= self.max_per_node:
+                    continue
+                loading[task.node] += 1
+            self._inflight[key] = asyncio.create_task(self._run(key, task, view.pod.url))
+            started.append(task)
+        return started
+
+    async def _run(self, key: TaskKey, task: Task, url: str) -> None:
+        try:
+            if task.kind is TaskKind.LOAD:
+                await self._load(task, url)
+            else:
+                await self._release(task, url)
+        except Exception:
+            log.exception("task %s failed unexpectedly", task)
+            self._metrics.task(task.kind.value, "error")
+            self._metrics.reconcile_errors.inc()
+        finally:
+            self._inflight.pop(key, None)
+            self._finished[key] = self._clock()
+            self.sent.append(task)
+            del self.sent[:-1000]
+
+    async def _load(self, task: Task, url: str) -> None:
+        fields = None if task.fields is None else sorted(task.fields)
+        try:
+            results = await self._api.load(
+                url, task.collection, task.partition, [task.segment], fields, task.skip_dynamic
+            )
+        except NodeError as exc:
+            self._metrics.task("load", "error")
+            self._on_refusal(Refusal(task, exc.reason, exc.message, self._clock()))
+            return
+        for result in results:
+            state = str(result.get("state", ""))
+            outcome = state if state in {"loading", "loaded", "refused"} else "error"
+            self._metrics.task("load", outcome)
+            if outcome in {"refused", "error"}:
+                reason = str(result.get("reason") or "LoadRefused")
+                message = str(result.get("message") or f"segment {task.segment} refused by {task.node}")
+                self._on_refusal(Refusal(task, reason, message, self._clock()))
+        log.info(
+            "load %s/%s/%s on %s (%s)", task.collection, task.partition, task.segment, task.node, task.reason
+        )
+
+    async def _release(self, task: Task, url: str) -> None:
+        try:
+            await self._api.release(url, task.collection, [(task.partition, task.segment)])
+        except NodeError as exc:
+            self._metrics.task("release", "error")
+            log.warning("release of %s on %s failed: %s", task.ref, task.node, exc.message)
+            return
+        self._metrics.task("release", "ok")
+        log.info(
+            "release %s/%s/%s on %s (%s)",
+            task.collection,
+            task.partition,
+            task.segment,
+            task.node,
+            task.reason,
+        )
+
+    async def close(self) -> None:
+        for t in list(self._inflight.values()):
+            t.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)

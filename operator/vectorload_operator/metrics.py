@@ -1,0 +1,148 @@
+"""Operator metrics (prometheus_client, own registry). Names are a contract with the Grafana
+dashboard and the alert rules; `docs/operator.md` documents each one."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+
+LOAD_STATES = ("NotLoad", "Loading", "Loaded", "Releasing", "Failed")
+LOAD_DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.load_progress = Gauge(
+            "vectorload_operator_collection_load_progress",
+            "Load progress of a CollectionLoad in percent (0-100, Milvus' formula).",
+            ["namespace", "name", "collection"],
+            registry=r,
+        )
+        self.load_state = Gauge(
+            "vectorload_operator_collection_load_state",
+            "1 for the current loadState of a CollectionLoad, 0 for the other states.",
+            ["namespace", "name", "collection", "state"],
+            registry=r,
+        )
+        self.load_duration = Histogram(
+            "vectorload_operator_load_duration_seconds",
+            "Time from a CollectionLoad generation first seen (apply or spec change) to Loaded.",
+            buckets=LOAD_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tasks = Counter(
+            "vectorload_operator_tasks",
+            "Segment tasks sent to querynodes, by type (load, release) and outcome.",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.querynodes = Gauge(
+            "vectorload_operator_querynodes",
+            "Querynodes known to the operator, by state (ready, notready).",
+            ["state"],
+            registry=r,
+        )
+        self.capacity_bytes = Gauge(
+            "vectorload_operator_querynode_capacity_bytes",
+            "Memory limit a querynode reports (bytes).",
+            ["node"],
+            registry=r,
+        )
+        self.used_bytes = Gauge(
+            "vectorload_operator_querynode_used_bytes",
+            "Memory a querynode reports in use by loaded segments (bytes).",
+            ["node"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "vectorload_operator_reconcile_errors",
+            "Errors in the reconcile loop (API calls, status writes, unexpected exceptions).",
+            registry=r,
+        )
+        self.degraded_replicas = Gauge(
+            "vectorload_operator_degraded_replicas",
+            "Replicas of a CollectionLoad that are not fully loaded on ready nodes.",
+            ["namespace", "name"],
+            registry=r,
+        )
+        self.last_progress = Gauge(
+            "vectorload_operator_last_progress_timestamp_seconds",
+            "Unix time a CollectionLoad last made progress (or became Loaded); for 'stuck' alerts.",
+            ["namespace", "name"],
+            registry=r,
+        )
+        self.querynodes.labels(state="ready").set(0)
+        self.querynodes.labels(state="notready").set(0)
+        self._nodes: set[str] = set()
+        self._progress_seen: dict[tuple[str, str], int] = {}
+
+    def observe_collection(
+        self,
+        namespace: str,
+        name: str,
+        collection: str,
+        state: str,
+        progress: int,
+        degraded_replicas: int,
+        now: float | None = None,
+    ) -> None:
+        """Record one CollectionLoad's computed status. The last-progress timestamp moves when
+        progress changes, and stays fresh while Loaded (a loaded collection is never stuck)."""
+        self.load_progress.labels(namespace, name, collection).set(progress)
+        for s in LOAD_STATES:
+            self.load_state.labels(namespace, name, collection, s).set(1 if s == state else 0)
+        self.degraded_replicas.labels(namespace, name).set(degraded_replicas)
+        key = (namespace, name)
+        stamp = time.time() if now is None else now
+        if self._progress_seen.get(key) != progress or state in {"Loaded", "NotLoad"}:
+            self.last_progress.labels(namespace, name).set(stamp)
+        self._progress_seen[key] = progress
+
+    def forget_collection(self, namespace: str, name: str, collection: str) -> None:
+        for gauge, labels in (
+            (self.load_progress, (namespace, name, collection)),
+            (self.degraded_replicas, (namespace, name)),
+            (self.last_progress, (namespace, name)),
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        for s in LOAD_STATES:
+            with contextlib.suppress(KeyError):
+                self.load_state.remove(namespace, name, collection, s)
+        self._progress_seen.pop((namespace, name), None)
+
+    def observe_nodes(self, nodes: Iterable[tuple[str, bool, int | None, int | None]]) -> None:
+        """(name, ready, capacity bytes, used bytes) for every known querynode."""
+        ready = notready = 0
+        seen: set[str] = set()
+        for name, is_ready, capacity, used in nodes:
+            seen.add(name)
+            if is_ready:
+                ready += 1
+            else:
+                notready += 1
+            if capacity is not None:
+                self.capacity_bytes.labels(name).set(capacity)
+            if used is not None:
+                self.used_bytes.labels(name).set(used)
+        for gone in self._nodes - seen:
+            for gauge in (self.capacity_bytes, self.used_bytes):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
+        self._nodes = seen
+        self.querynodes.labels(state="ready").set(ready)
+        self.querynodes.labels(state="notready").set(notready)
+
+    def task(self, type_: str, outcome: str) -> None:
+        self.tasks.labels(type_, outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, address: str) -> None:
+        start_http_server(port, addr=address, registry=self.registry)

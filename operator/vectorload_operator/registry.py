@@ -1,0 +1,91 @@
+"""The in-memory registry of CollectionLoads, fed by the kopf handlers (and one initial LIST)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class Entry:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str  # metadata.creationTimestamp (RFC 3339): older wins a CollectionConflict
+    spec: dict[str, Any]
+    status: dict[str, Any]  # the status at registration (to continue progress and conditions)
+    deleting: bool = False
+    generation_seen_at: float = field(default_factory=time.time)  # wall time, for load duration
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    @property
+    def target_key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def collection(self) -> str:
+        return str(self.spec.get("collection", ""))
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._entries: dict[Key, Entry] = {}
+        self.changed = asyncio.Event()
+
+    def upsert(self, body: Mapping[str, Any]) -> Entry:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        generation = int(meta.get("generation") or 1)
+        old = self._entries.get(key)
+        if old is not None and old.uid == str(meta.get("uid")):
+            if generation != old.generation:
+                old.generation_seen_at = time.time()
+            old.generation = generation
+            old.spec = copy.deepcopy(dict(body.get("spec") or {}))
+            old.deleting = old.deleting or bool(meta.get("deletionTimestamp"))
+            entry = old
+        else:
+            entry = Entry(
+                namespace=key[0],
+                name=key[1],
+                uid=str(meta.get("uid") or ""),
+                generation=generation,
+                created=str(meta.get("creationTimestamp") or ""),
+                spec=copy.deepcopy(dict(body.get("spec") or {})),
+                status=copy.deepcopy(dict(body.get("status") or {})),
+                deleting=bool(meta.get("deletionTimestamp")),
+            )
+            self._entries[key] = entry
+        self.changed.set()
+        return entry
+
+    def mark_deleting(self, body: Mapping[str, Any]) -> Entry:
+        entry = self.upsert(body)
+        entry.deleting = True
+        self.changed.set()
+        return entry
+
+    def remove(self, key: Key) -> Entry | None:
+        entry = self._entries.pop(key, None)
+        self.changed.set()
+        return entry
+
+    def get(self, key: Key) -> Entry | None:
+        return self._entries.get(key)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
