@@ -1,0 +1,165 @@
+"""loadState and metav1.Conditions (Ready, Progressing, Degraded) from what the core computed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from vectorload_operator.core.model import (
+    LoadTarget,
+    Problem,
+    SegmentFailure,
+    SpecProblem,
+    TargetResult,
+)
+from vectorload_operator.core.progress import Progress
+
+LoadState = Literal["NotLoad", "Loading", "Loaded", "Releasing", "Failed"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LoadStatus:
+    load_state: LoadState
+    conditions: tuple[Condition, ...]
+
+    def condition(self, type_: str) -> Condition:
+        return next(c for c in self.conditions if c.type == type_)
+
+
+def _status(state: LoadState, ready: Condition, progressing: Condition, degraded: Condition) -> LoadStatus:
+    return LoadStatus(state, (ready, progressing, degraded))
+
+
+def _progress_text(progress: Progress) -> str:
+    parts = ", ".join(
+        f"replica {r.id} {r.loaded_segments}/{r.total_segments} segments" for r in progress.replicas
+    )
+    ready = f"{progress.complete_replicas}/{progress.desired_replicas} replicas loaded"
+    return f"{progress.percent}% loaded, {ready}" + (f" ({parts})" if parts else "")
+
+
+def compute_state(
+    target: TargetResult | None,
+    progress: Progress | None,
+    problems: Sequence[Problem] = (),
+    failures: Sequence[SegmentFailure] = (),
+    *,
+    was_loaded: bool = False,
+    releasing_segments: int = 0,
+) -> LoadStatus:
+    """loadState + conditions for one CollectionLoad.
+
+    `target` None: the resource is being deleted (or wants nothing); `releasing_segments` is how
+    many of its segments nodes still hold. A SpecProblem gives Failed (what is loaded is kept).
+    `was_loaded`: the resource reached Loaded in this generation; a loaded collection that loses
+    a replica's copy but still has a serving replica stays Loaded (Milvus) and turns Degraded.
+    `failures` is `Plan.failures[key]` (most recent first).
+    """
+    if target is None:
+        if releasing_segments > 0:
+            msg = f"releasing {releasing_segments} segment(s)"
+            return _status(
+                "Releasing",
+                Condition("Ready", "False", "Releasing", msg),
+                Condition("Progressing", "True", "Releasing", msg),
+                Condition("Degraded", "False", "AsExpected", ""),
+            )
+        return _status(
+            "NotLoad",
+            Condition("Ready", "False", "NotLoaded", "nothing is loaded"),
+            Condition("Progressing", "False", "NotLoaded", "nothing is loaded"),
+            Condition("Degraded", "False", "AsExpected", ""),
+        )
+    if isinstance(target, SpecProblem):
+        kept = f"{target.message}; segments already loaded are kept"
+        return _status(
+            "Failed",
+            Condition("Ready", "False", target.reason, target.message),
+            Condition("Progressing", "False", target.reason, target.message),
+            Condition("Degraded", "True", target.reason, kept),
+        )
+    return _target_status(target, progress, problems, failures, was_loaded)
+
+
+def _target_status(
+    target: LoadTarget,
+    progress: Progress | None,
+    problems: Sequence[Problem],
+    failures: Sequence[SegmentFailure],
+    was_loaded: bool,
+) -> LoadStatus:
+    conflict = next((p for p in problems if p.reason == "Conflict"), None)
+    if conflict is not None:
+        return _status(
+            "Failed",
+            Condition("Ready", "False", "Conflict", conflict.message),
+            Condition("Progressing", "False", "Conflict", conflict.message),
+            Condition("Degraded", "True", "Conflict", conflict.message),
+        )
+    percent = progress.percent if progress is not None else 0
+    text = _progress_text(progress) if progress is not None else "0% loaded"
+    complete = percent == 100
+    serving = progress is not None and progress.serving_replicas > 0
+
+    if complete:
+        ready = Condition("Ready", "True", "Loaded", text)
+        progressing = Condition("Progressing", "False", "Loaded", text)
+    elif problems:
+        ready = Condition("Ready", "False", problems[0].reason, problems[0].message)
+        progressing = Condition("Progressing", "False", problems[0].reason, problems[0].message)
+    else:
+        reason = "Retrying" if failures else "Loading"
+        ready = Condition("Ready", "False", "Loading", text)
+        progressing = Condition("Progressing", "True", reason, text)
+
+    if problems:
+        degraded = Condition("Degraded", "True", problems[0].reason, problems[0].message)
+    elif failures:
+        f = failures[0]
+        where = f"{f.segment.collection}/{f.segment.partition}/{f.segment.segment}"
+        msg = f"loading segment {where} on node {f.node} failed ({f.attempts} attempt(s)): {f.message}"
+        degraded = Condition("Degraded", "True", "SegmentLoadFailed", msg)
+    elif was_loaded and not complete:
+        degraded = Condition("Degraded", "True", "ReplicaIncomplete", text)
+    else:
+        degraded = Condition("Degraded", "False", "AsExpected", "")
+
+    state: LoadState = "Loaded" if complete or (was_loaded and serving) else "Loading"
+    return _status(state, ready, progressing, degraded)
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]],
+    new: Sequence[Condition],
+    now: str,
+    generation: int,
+) -> list[dict[str, Any]]:
+    """Conditions as status dicts; `lastTransitionTime` is kept while a condition's status holds."""
+    old = {str(c.get("type")): c for c in previous}
+    out: list[dict[str, Any]] = []
+    for c in new:
+        before = old.get(c.type)
+        since = now
+        if before is not None and before.get("status") == c.status and before.get("lastTransitionTime"):
+            since = str(before["lastTransitionTime"])
+        out.append(
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": since,
+                "observedGeneration": generation,
+            }
+        )
+    return out
