@@ -1,0 +1,36 @@
+"""`vectorload querynode`: parse settings and serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from .app import build_app
+from .node import QueryNode
+from .settings import SettingsError, parse_settings
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = parse_settings(argv)
+    except SettingsError as exc:
+        print(f"vectorload querynode: {exc}", file=sys.stderr)
+        return 2
+    if settings.token is None:
+        logging.getLogger("vectorload.querynode").warning("control API runs WITHOUT authentication")
+    node = QueryNode(settings)
+    logging.getLogger("vectorload.querynode").info(
+        "querynode %s (boot %s) serving %s on %s:%d, memory limit %d bytes × %.2f",
+        settings.node_name,
+        node.boot_id,
+        settings.root,
+        settings.host,
+        settings.port,
+        settings.memory_limit,
+        settings.threshold,
+    )
+    web.run_app(build_app(node), host=settings.host, port=settings.port, print=None, access_log=None)
+    return 0

@@ -1,0 +1,347 @@
+"""Search, query and get over the segments one node serves (runs in worker threads).
+
+Distances follow hnswlib and are "smaller is closer" for every metric:
+l2 → squared Euclidean distance, ip → 1 − inner product, cosine → 1 − cosine similarity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
+
+from .errors import ApiError
+from .filter_eval import evaluate
+from .filter_expr import BoundFilter, FilterError, bind
+from .requests import GetRequest, QueryRequest, SearchRequest
+from .segment import LoadedSegment, VectorIndex
+
+BRUTE_FORCE_ROWS = 4096  # filtered searches over at most this many allowed rows are exact
+BRUTE_FORCE_CHUNK = 16384
+DEFAULT_EF = 64
+SEARCH_THREADS = 1  # hnswlib threads per call; concurrency comes from the worker pool
+
+
+def not_loaded(collection: str, node: str, loading: bool) -> ApiError:
+    extra = " (its segments are still loading)" if loading else ""
+    return ApiError(
+        404, "CollectionNotLoaded", f"collection {collection} is not loaded on node {node}{extra}"
+    )
+
+
+def select_partitions(
+    segments: list[LoadedSegment], partitions: list[str] | None, collection: str, node: str
+) -> list[LoadedSegment]:
+    if partitions is None:
+        return segments
+    held = {s.partition for s in segments}
+    missing = [p for p in partitions if p not in held]
+    if missing:
+        raise ApiError(
+            409,
+            "PartitionNotLoaded",
+            f"partition(s) {', '.join(missing)} of collection {collection} not loaded on node {node}",
+        )
+    wanted = set(partitions)
+    return [s for s in segments if s.partition in wanted]
+
+
+def field_not_loaded(name: str, segment: LoadedSegment) -> ApiError:
+    return ApiError(
+        400,
+        "FieldNotLoaded",
+        f"field {name} is not loaded (segment {segment.partition}/{segment.segment_id} holds "
+        f"{', '.join(sorted(segment.fields))}{', $meta' if segment.dynamic else ''})",
+    )
+
+
+def bind_filter(
+    text: str | None, schema: CollectionSchema, segments: list[LoadedSegment]
+) -> BoundFilter | None:
+    if text is None:
+        return None
+    try:
+        bound = bind(text, schema)
+    except FilterError as exc:
+        raise ApiError(400, exc.reason, f"filter {_clip(text)}: {exc.message}") from exc
+    for segment in segments:
+        for name in sorted(bound.fields):
+            if name not in segment.fields:
+                raise field_not_loaded(name, segment)
+        if bound.meta_keys and not segment.dynamic:
+            key = sorted(bound.meta_keys)[0]
+            raise field_not_loaded(f"{DYNAMIC_FIELD} (dynamic key {key})", segment)
+    return bound
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    names: tuple[str, ...]  # schema fields, "$meta", or dynamic keys
+    star: bool
+
+    def for_segment(self, schema: CollectionSchema, segment: LoadedSegment) -> list[str]:
+        if not self.star:
+            return list(self.names)
+        names = [f.name for f in schema.scalar_fields if f.name in segment.fields]
+        return [*names, DYNAMIC_FIELD] if segment.dynamic else names
+
+
+def plan_outputs(
+    requested: list[str] | None, schema: CollectionSchema, segments: list[LoadedSegment]
+) -> OutputPlan:
+    if not requested:
+        return OutputPlan((), False)
+    star = "*" in requested
+    names = tuple(dict.fromkeys(n for n in requested if n != "*"))
+    for name in names:
+        field = schema.field(name)
+        if field is None and name != DYNAMIC_FIELD and not schema.dynamic_field:
+            raise ApiError(400, "FieldNotFound", f"output field {name} is not in collection {schema.name}")
+        for segment in segments:
+            if field is not None and name not in segment.fields:
+                raise field_not_loaded(name, segment)
+            if field is None and not segment.dynamic:
+                raise field_not_loaded(
+                    name if name == DYNAMIC_FIELD else f"{DYNAMIC_FIELD} (key {name})", segment
+                )
+    return OutputPlan(tuple(n for n in names if n != schema.primary_key.name), star)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.float32):
+        value = float(str(value))  # the shortest decimal that round-trips (3.36, not 3.359999…)
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def row_fields(
+    schema: CollectionSchema, segment: LoadedSegment, row: int, names: Iterable[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    meta: dict[str, Any] | None = None
+    for name in names:
+        if name in segment.columns:
+            out[name] = _json_value(segment.columns[name][row])
+        elif name in segment.vectors:
+            vector = segment.vectors[name].vectors(np.asarray([row], dtype=np.int64))[0]
+            out[name] = [float(x) for x in vector]
+        elif segment.meta is not None:
+            if meta is None:
+                meta = segment.meta.row(row)
+            out[name] = meta if name == DYNAMIC_FIELD else meta.get(name)
+    return out
+
+
+# -------------------------------------------------------------------------------------- search
+
+
+def choose_anns_field(requested: str | None, schema: CollectionSchema, segments: list[LoadedSegment]) -> str:
+    if requested is not None:
+        field = schema.field(requested)
+        if field is None or field.type != "float_vector":
+            raise ApiError(
+                400, "InvalidAnnsField", f"annsField {requested} is not a vector field of {schema.name}"
+            )
+        for segment in segments:
+            if requested not in segment.vectors:
+                raise field_not_loaded(requested, segment)
+        return requested
+    loaded = sorted({name for s in segments for name in s.vectors})
+    if len(loaded) != 1:
+        raise ApiError(
+            400,
+            "AnnsFieldRequired",
+            f"annsField is required: collection {schema.name} has vector fields {', '.join(loaded)} loaded",
+        )
+    for segment in segments:
+        if loaded[0] not in segment.vectors:
+            raise field_not_loaded(loaded[0], segment)
+    return loaded[0]
+
+
+def _normalise(queries: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(queries, axis=1, keepdims=True)
+    out: npt.NDArray[np.float32] = (queries / np.maximum(norms, 1e-30)).astype(np.float32)
+    return out
+
+
+def exact_search(
+    vindex: VectorIndex, queries: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Brute force over the given rows, in hnswlib's distance convention; (nq, k') labels/distances."""
+    metric = vindex.field.metric
+    q = _normalise(queries) if metric == "cosine" else queries
+    best_d = np.full((len(q), 0), np.inf, dtype=np.float32)
+    best_l = np.zeros((len(q), 0), dtype=np.int64)
+    for start in range(0, len(rows), BRUTE_FORCE_CHUNK):
+        chunk = rows[start : start + BRUTE_FORCE_CHUNK]
+        vectors = vindex.vectors(chunk)
+        dots = q @ vectors.T
+        if metric == "l2":
+            d = (q * q).sum(axis=1)[:, None] - 2 * dots + (vectors * vectors).sum(axis=1)[None, :]
+            d = np.maximum(d, 0.0)
+        else:
+            d = 1.0 - dots
+        all_d = np.concatenate([best_d, d.astype(np.float32)], axis=1)
+        all_l = np.concatenate([best_l, np.broadcast_to(chunk, d.shape)], axis=1)
+        keep = min(k, all_d.shape[1])
+        idx = np.argpartition(all_d, keep - 1, axis=1)[:, :keep]
+        best_d = np.take_along_axis(all_d, idx, axis=1)
+        best_l = np.take_along_axis(all_l, idx, axis=1)
+    return best_l, best_d
+
+
+def segment_search(
+    vindex: VectorIndex,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    ef: int,
+    rows: int,
+    mask: npt.NDArray[np.bool_] | None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Top-k of one segment. Filters use hnswlib's `filter` callable, or brute force when few
+    rows pass (exact, and avoids HNSW's poor recall on very selective filters)."""
+    allowed_rows: npt.NDArray[np.int64] | None = None
+    if mask is not None:
+        allowed_rows = np.flatnonzero(mask).astype(np.int64)
+        rows = len(allowed_rows)
+    k = min(k, rows)
+    empty = (np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32))
+    if k == 0:
+        return empty
+    if allowed_rows is not None and rows <= max(BRUTE_FORCE_ROWS, 8 * k):
+        return exact_search(vindex, queries, allowed_rows, k)
+    allowed = mask.tolist() if mask is not None else None
+    try:
+        with vindex.lock:
+            vindex.index.set_ef(max(ef, k))
+            if allowed is None:
+                labels, dists = vindex.index.knn_query(queries, k=k, num_threads=SEARCH_THREADS)
+            else:
+                labels, dists = vindex.index.knn_query(
+                    queries, k=k, num_threads=SEARCH_THREADS, filter=allowed.__getitem__
+                )
+    except RuntimeError:
+        # hnswlib found fewer than k neighbours (tiny ef/M or a sparse filter): be exact instead
+        candidates = allowed_rows if allowed_rows is not None else np.arange(rows, dtype=np.int64)
+        return exact_search(vindex, queries, candidates, k)
+    out_labels: npt.NDArray[np.int64] = np.asarray(labels, dtype=np.int64)
+    out_dists: npt.NDArray[np.float32] = np.asarray(dists, dtype=np.float32)
+    return out_labels, out_dists
+
+
+def run_search(
+    schema: CollectionSchema, segments: list[LoadedSegment], req: SearchRequest, default_ef: int = DEFAULT_EF
+) -> list[list[dict[str, Any]]]:
+    anns = choose_anns_field(req.anns_field, schema, segments)
+    field = schema.field(anns)
+    assert field is not None
+    dim = field.dim
+    if req.vectors.shape[1] != dim:
+        raise ApiError(
+            400,
+            "DimensionMismatch",
+            f"query vectors have {req.vectors.shape[1]} dimensions; field {anns} has dim {dim}",
+        )
+    bound = bind_filter(req.filter, schema, segments)
+    outputs = plan_outputs(req.output_fields, schema, segments)
+    ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
+    nq = len(req.vectors)
+    # per query: (distance, pk, segment index, row)
+    candidates: list[list[tuple[float, Any, int, int]]] = [[] for _ in range(nq)]
+    for s_index, segment in enumerate(segments):
+        mask = evaluate(bound.expr, segment) if bound is not None else None
+        labels, dists = segment_search(segment.vectors[anns], req.vectors, req.top_k, ef, segment.rows, mask)
+        pks = segment.pks
+        for qi in range(nq):
+            for label, dist in zip(labels[qi].tolist(), dists[qi].tolist(), strict=True):
+                candidates[qi].append((dist, _json_value(pks[label]), s_index, label))
+    results: list[list[dict[str, Any]]] = []
+    for hits in candidates:
+        hits.sort(key=lambda h: (h[0], str(h[1])))
+        seen: set[Any] = set()
+        answer: list[dict[str, Any]] = []
+        for dist, pk, s_index, row in hits:
+            if pk in seen:
+                continue
+            seen.add(pk)
+            segment = segments[s_index]
+            answer.append(
+                {
+                    "id": pk,
+                    "distance": float(dist),
+                    "partition": segment.partition,
+                    "fields": row_fields(schema, segment, row, outputs.for_segment(schema, segment)),
+                }
+            )
+            if len(answer) == req.top_k:
+                break
+        results.append(answer)
+    return results
+
+
+# --------------------------------------------------------------------------------- query / get
+
+
+def _row(schema: CollectionSchema, segment: LoadedSegment, row: int, outputs: OutputPlan) -> dict[str, Any]:
+    out = {segment.pk_field: _json_value(segment.pks[row])}
+    out.update(row_fields(schema, segment, row, outputs.for_segment(schema, segment)))
+    return out
+
+
+def run_query(
+    schema: CollectionSchema, segments: list[LoadedSegment], req: QueryRequest
+) -> list[dict[str, Any]]:
+    bound = bind_filter(req.filter, schema, segments)
+    assert bound is not None
+    outputs = plan_outputs(req.output_fields, schema, segments)
+    rows: list[dict[str, Any]] = []
+    for segment in segments:
+        for row in np.flatnonzero(evaluate(bound.expr, segment)).tolist():
+            rows.append(_row(schema, segment, row, outputs))
+            if len(rows) >= req.limit:
+                return rows
+    return rows
+
+
+def run_get(schema: CollectionSchema, segments: list[LoadedSegment], req: GetRequest) -> list[dict[str, Any]]:
+    pk = schema.primary_key
+    want_int = pk.type == "int64"
+    for value in req.ids:
+        if want_int != isinstance(value, int):
+            raise ApiError(
+                400, "InvalidRequest", f"primary key {value!r} does not match {pk.name}'s type {pk.type}"
+            )
+        if want_int and not -(2**63) <= int(value) < 2**63:
+            raise ApiError(400, "InvalidRequest", f"primary key {value} is out of the int64 range")
+    outputs = plan_outputs(req.output_fields, schema, segments)
+    found: dict[Any, dict[str, Any]] = {}
+    wanted = np.asarray(req.ids, dtype=np.int64) if want_int else np.asarray(req.ids, dtype=object)
+    for segment in segments:
+        if want_int:
+            hits = np.flatnonzero(np.isin(segment.pks, wanted))
+        else:
+            ids = set(req.ids)
+            hits = np.flatnonzero(
+                np.fromiter((v in ids for v in segment.pks), dtype=bool, count=segment.rows)
+            )
+        for row in hits.tolist():
+            key = _json_value(segment.pks[row])
+            found.setdefault(key, _row(schema, segment, row, outputs))
+    return [found[i] for i in dict.fromkeys(req.ids) if i in found]
