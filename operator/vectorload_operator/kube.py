@@ -4,6 +4,7 @@ through the official client run in worker threads."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from kubernetes import client, config
@@ -61,6 +62,20 @@ class KubeApi:
             for ns in namespaces:
                 one: Any = self._custom.list_namespaced_custom_object(CRD_GROUP, CRD_VERSION, ns, CRD_PLURAL)
                 items.extend(one.get("items") or [])
+            return items
+
+        return await asyncio.to_thread(call)
+
+    async def list_pods(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        def call() -> list[dict[str, Any]]:
+            responses: list[Any] = (
+                [self._core.list_pod_for_all_namespaces(_preload_content=False)]
+                if not namespaces
+                else [self._core.list_namespaced_pod(ns, _preload_content=False) for ns in namespaces]
+            )
+            items: list[dict[str, Any]] = []
+            for resp in responses:
+                items.extend(json.loads(resp.data).get("items") or [])
             return items
 
         return await asyncio.to_thread(call)
