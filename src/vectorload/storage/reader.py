@@ -144,20 +144,28 @@ class BackendReader:
         """Sealed segments sorted by id; directories without a manifest are invisible."""
         self._require_partition(collection, partition)
         base = f"{collection}/{partition}"
-        return [
-            self._manifest(collection, partition, name)
-            for name in self._subdirs(base)
-            if SEGMENT_ID_PATTERN.fullmatch(name) and self.backend.exists(f"{base}/{name}/{MANIFEST_NAME}")
-        ]
+        found: list[SegmentManifest] = []
+        for name in self._subdirs(base):
+            if not SEGMENT_ID_PATTERN.fullmatch(name):
+                continue
+            try:
+                found.append(self._manifest(collection, partition, name))
+            except StorageError as exc:
+                if exc.reason != "FileMissing":  # no manifest (yet), or removed while listing
+                    raise
+        return found
 
     def segment(self, collection: str, partition: str, segment_id: str) -> SegmentManifest:
         self._require_partition(collection, partition)
         check_segment_id(segment_id)
-        if not self.backend.exists(f"{segment_dir(collection, partition, segment_id)}/{MANIFEST_NAME}"):
+        try:
+            return self._manifest(collection, partition, segment_id)
+        except StorageError as exc:
+            if exc.reason != "FileMissing":
+                raise
             raise StorageError(
                 "SegmentNotFound", f"segment {segment_id!r} not found in {collection}/{partition}"
-            )
-        return self._manifest(collection, partition, segment_id)
+            ) from exc
 
     def segment_file_rel_path(self, manifest: SegmentManifest, field_name: str) -> str:
         return segment_file_rel_path(manifest, field_name)

@@ -89,6 +89,10 @@ def _varchar_column(field: FieldSchema, values: object) -> list[str]:
     for i, v in enumerate(out):
         if not isinstance(v, str):
             raise _bad(field.name, f"row {i}: expected a string, got {v!r}")
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _bad(field.name, f"row {i}: not valid UTF-8 text: {exc}") from exc
         if field.max_length is not None and len(v) > field.max_length:
             raise _bad(field.name, f"row {i}: length {len(v)} exceeds maxLength {field.max_length}")
     return out
