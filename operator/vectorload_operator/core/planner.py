@@ -202,12 +202,24 @@ class _Planner:
                 if node is None or h is None or h.state == SegmentState.FAILED:
                     pending.append(seg)
             pending.sort(key=lambda s: (target.ref(s) not in replica.assignment, -s.bytes, s.partition, s.id))
+            bytes_here = self._replica_bytes(tp, replica)
             for seg in pending:
-                if not self._place_one(tp, replica, seg):
+                before = replica.assignment.get(target.ref(seg))
+                if not self._place_one(tp, replica, seg, bytes_here):
                     tp.unplaced.setdefault(replica.id, []).append(seg)
+                after = replica.assignment.get(target.ref(seg))
+                if before != after:
+                    if before is not None:
+                        bytes_here[before] -= seg.bytes
+                    if after is not None:
+                        bytes_here[after] = bytes_here.get(after, 0) + seg.bytes
 
-    def _place_one(self, tp: _TargetPlan, replica: ReplicaSlots, seg: TargetSegment) -> bool:
-        """Load `seg` somewhere in `replica`; False when it cannot be placed for lack of memory."""
+    def _place_one(
+        self, tp: _TargetPlan, replica: ReplicaSlots, seg: TargetSegment, bytes_here: Mapping[str, int]
+    ) -> bool:
+        """Load `seg` somewhere in `replica`; False when it cannot be placed for lack of memory.
+
+        `bytes_here` is the replica's bytes per node (tie-break: the emptier node)."""
         ref = tp.target.ref(seg)
         current = replica.assignment.get(ref)
         why = "NodeLost" if self._was_lost(replica, ref) else "Missing"
@@ -217,7 +229,6 @@ class _Planner:
             if self.fits(current, seg):
                 self.emit_load(tp, replica, seg, current, why)
                 return True
-        bytes_here = self._replica_bytes(tp, replica)
         candidates = [
             n
             for n in replica.active_nodes
