@@ -21,7 +21,14 @@ from vectorload.storage.api import (
 )
 from vectorload.storage.columns import Column
 from vectorload.storage.names import check_name
-from vectorload.storage.validate import dynamic_rows, primary_key_column, scalar_column, vector_column
+from vectorload.storage.schema_json import validate_schema
+from vectorload.storage.validate import (
+    check_index_params,
+    dynamic_rows,
+    primary_key_column,
+    scalar_column,
+    vector_column,
+)
 from vectorload.storage.writer import CollectionWriter, new_segment_id
 
 DEFAULT_SEGMENT_ROWS = 100_000
@@ -127,9 +134,12 @@ def ingest(
     check_name("partition", partition, reason="InvalidArgument")
     if isinstance(segment_rows, bool) or not isinstance(segment_rows, int) or segment_rows < 1:
         raise _bad(f"segment_rows must be a positive integer, got {segment_rows!r}")
-    if schema is not None and schema.name != collection:
-        raise _bad(f"schema name {schema.name!r} does not match collection {collection!r}")
-    created = schema is not None
+    check_index_params(M, ef_construction)
+    if schema is not None:
+        validate_schema(schema)
+        if schema.name != collection:
+            raise _bad(f"schema name {schema.name!r} does not match collection {collection!r}")
+    schema_given = schema is not None
     if schema is None:
         try:
             schema = writer.schema(collection)
@@ -146,7 +156,7 @@ def ingest(
         raise _bad("nothing to ingest: the vector files have 0 rows")
     primary_keys, scalars, dynamic = _columns(schema, rows_jsonl, total)
     _check_vectors(schema, arrays, total)
-    if created:
+    if schema_given:
         writer.create_collection(schema)
     writer.create_partition(collection, partition)
     base = new_segment_id()

@@ -175,6 +175,12 @@ def dynamic_rows(schema: CollectionSchema, dynamic: Sequence[object] | None, row
     return encoded
 
 
+def check_index_params(M: int, ef_construction: int) -> None:
+    for label, value, low in (("M", M, 2), ("ef_construction", ef_construction, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise StorageError("InvalidArgument", f"{label} must be an integer >= {low}, got {value!r}")
+
+
 def prepare_segment(
     schema: CollectionSchema,
     vectors: Mapping[str, object],

@@ -31,7 +31,7 @@ from vectorload.storage.manifest import MANIFEST_NAME, manifest_to_dict
 from vectorload.storage.names import check_name, check_segment_id
 from vectorload.storage.reader import COLLECTION_FILE, FilesystemReader
 from vectorload.storage.schema_json import schema_from_dict, schema_to_dict, validate_schema
-from vectorload.storage.validate import SegmentColumns, prepare_segment
+from vectorload.storage.validate import SegmentColumns, check_index_params, prepare_segment
 
 STAGING_DIR = ".staging"
 OWNER_FILE = ".owner"
@@ -132,9 +132,7 @@ class CollectionWriter:
         check_name("partition", partition, reason="InvalidArgument")
         segment_id = new_segment_id() if segment_id is None else segment_id
         check_segment_id(segment_id, reason="InvalidArgument")
-        for label, value, low in (("M", M, 2), ("ef_construction", ef_construction, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise StorageError("InvalidArgument", f"{label} must be an integer >= {low}, got {value!r}")
+        check_index_params(M, ef_construction)
         schema = self.reader.schema(collection)
         pdir = self.root / collection / partition
         if not pdir.is_dir():

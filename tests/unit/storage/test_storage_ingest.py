@@ -168,6 +168,8 @@ ERRORS: list[tuple[str, Prepare, str]] = [
     ("missing rows file", lambda f: {"rows_jsonl": f["rows"].with_name("nope.jsonl")}, "nope.jsonl"),
     ("no rows file", lambda f: {"rows_jsonl": None}, "rows file is required"),
     ("segment rows", lambda f: {"segment_rows": 0}, "segment_rows"),
+    ("index M", lambda f: {"M": 1}, "M must be"),
+    ("ef_construction", lambda f: {"ef_construction": 0}, "ef_construction"),
 ]
 
 
