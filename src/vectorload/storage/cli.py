@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, StorageError
+from vectorload.storage.api import DEFAULT_PARTITION, StorageError
 from vectorload.storage.ingest import DEFAULT_SEGMENT_ROWS, ingest
 from vectorload.storage.sample import SAMPLE_SIZES, write_sample
-from vectorload.storage.schema_json import schema_from_dict
+from vectorload.storage.schema_json import load_schema_file
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
@@ -52,17 +51,6 @@ def _vector_args(values: list[str]) -> dict[str, Path]:
     return out
 
 
-def _load_schema(path: Path, collection: str) -> CollectionSchema:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StorageError("InvalidArgument", f"schema file {path}: {exc}") from exc
-    try:
-        return schema_from_dict(data, name=collection)
-    except StorageError as exc:
-        raise StorageError(exc.reason, f"schema file {path}: {exc.message}") from exc
-
-
 def ingest_main(argv: list[str]) -> int:
     prog = "vectorload ingest"
     parser = argparse.ArgumentParser(
@@ -94,7 +82,7 @@ def ingest_main(argv: list[str]) -> int:
         return args
 
     def action() -> None:
-        schema = None if args.schema is None else _load_schema(args.schema, args.collection)
+        schema = None if args.schema is None else load_schema_file(args.schema, args.collection)
         manifests = ingest(
             args.root,
             args.collection,

@@ -10,6 +10,8 @@ Format (camelCase keys, as in the HTTP API):
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, cast, get_args
 
 from vectorload.storage.api import (
@@ -168,3 +170,15 @@ def validate_schema(schema: CollectionSchema) -> None:
         raise _bad("schema: at least one float_vector field is required")
     if DYNAMIC_FIELD in seen:
         raise _bad(f"schema: {DYNAMIC_FIELD!r} is reserved for the dynamic field")
+
+
+def load_schema_file(path: Path, collection: str | None = None) -> CollectionSchema:
+    """Read a `--schema` JSON file; errors (InvalidArgument) name the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _bad(f"schema file {path}: {exc}") from exc
+    try:
+        return schema_from_dict(data, name=collection)
+    except StorageError as exc:
+        raise StorageError(exc.reason, f"schema file {path}: {exc.message}") from exc

@@ -30,7 +30,7 @@ from vectorload.storage.hnsw import build_index
 from vectorload.storage.manifest import MANIFEST_NAME, manifest_to_dict
 from vectorload.storage.names import check_name, check_segment_id
 from vectorload.storage.reader import COLLECTION_FILE, FilesystemReader
-from vectorload.storage.schema_json import schema_from_dict, schema_to_dict, validate_schema
+from vectorload.storage.schema_json import schema_to_dict, validate_schema
 from vectorload.storage.validate import SegmentColumns, check_index_params, prepare_segment
 
 STAGING_DIR = ".staging"
@@ -100,13 +100,6 @@ class CollectionWriter:
 
     def schema(self, collection: str) -> CollectionSchema:
         return self.reader.schema(collection)
-
-    def load_schema_file(self, path: Path, collection: str | None = None) -> CollectionSchema:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StorageError("InvalidArgument", f"schema file {path}: {exc}") from exc
-        return schema_from_dict(data, name=collection)
 
     # -- segments --------------------------------------------------------------------------------
 

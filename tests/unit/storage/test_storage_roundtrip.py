@@ -223,3 +223,16 @@ def test_manifest_bytes_for(writer: CollectionWriter, make_inputs: MakeInputs) -
     assert manifest.bytes_for(None, include_dynamic=True) == manifest.total_bytes
     only = manifest.bytes_for(frozenset({"intro", "book_id"}), include_dynamic=False)
     assert only == files["intro"].bytes + files["book_id"].bytes
+
+
+def test_reader_imports_neither_numpy_nor_hnswlib() -> None:
+    """The operator reads catalogs through the reader; it must stay light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vectorload.storage.reader, vectorload.storage.schema_json, vectorload.storage.fs;"
+        "print(sorted(m for m in ('numpy', 'hnswlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
