@@ -15,7 +15,7 @@ Public API (everything else is internal):
 - `merge_conditions(previous, new, now, generation) -> list[dict]` — status dicts keeping
   lastTransitionTime while a condition's status holds.
 - value types: `LoadTarget`, `TargetSegment`, `SpecProblem`, `Problem`, `NodeState`,
-  `HeldSegment`, `SegmentState`, `SegmentRef`, `ReplicaPlacement`, `Placement`, `Task`,
+  `HeldSegment`, `Reloading`, `SegmentState`, `SegmentRef`, `ReplicaPlacement`, `Placement`, `Task`,
   `TaskKind`, `Plan`, `SegmentFailure`, `BackoffState`, `FailureRecord`, `PlannerSettings`,
   `RebalanceSettings`, `TargetKey`, `Progress`, `ReplicaProgress`, `PartitionProgress`,
   `Condition`, `LoadStatus`.
@@ -35,6 +35,7 @@ from vectorload_operator.core.model import (
     PlannerSettings,
     Problem,
     RebalanceSettings,
+    Reloading,
     ReplicaPlacement,
     SegmentFailure,
     SegmentRef,
@@ -72,6 +73,7 @@ __all__ = [
     "Problem",
     "Progress",
     "RebalanceSettings",
+    "Reloading",
     "ReplicaPlacement",
     "ReplicaProgress",
     "SegmentFailure",

@@ -96,10 +96,19 @@ TargetResult = LoadTarget | SpecProblem
 
 
 @dataclass(frozen=True)
+class Reloading:
+    """An in-place reload in progress (distribution item `reloading`): the new field set."""
+
+    fields: frozenset[str] | None
+    dynamic: bool
+
+
+@dataclass(frozen=True)
 class HeldSegment:
     """A segment as a querynode reports it in `/v1/distribution`.
 
     `fields` None means the node did not report a field list (treated as every field).
+    `reloading` is set while the node reloads the copy with other fields (old copy serving).
     """
 
     state: SegmentState
@@ -108,6 +117,7 @@ class HeldSegment:
     bytes: int = 0
     reason: str = ""
     message: str = ""
+    reloading: Reloading | None = None
 
 
 @dataclass(frozen=True)

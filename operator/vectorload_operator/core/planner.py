@@ -55,6 +55,12 @@ def copy_matches(target: LoadTarget, held: HeldSegment) -> bool:
     return not (target.has_dynamic_field and held.dynamic != target.dynamic)
 
 
+def reload_matches(target: LoadTarget, held: HeldSegment) -> bool:
+    """The node is already reloading this copy with the target's field set."""
+    r = held.reloading
+    return r is not None and copy_matches(target, HeldSegment(SegmentState.LOADED, r.fields, r.dynamic))
+
+
 @dataclass
 class _TargetPlan:
     target: LoadTarget
@@ -267,6 +273,7 @@ class _Planner:
         target = tp.target
         stale: dict[int, list[TargetSegment]] = {}
         fresh: dict[int, int] = {}
+        reloading: set[int] = set()
         for replica in tp.replicas:
             for seg in target.segments:
                 ref = target.ref(seg)
@@ -274,7 +281,9 @@ class _Planner:
                 h = None if node is None else self.held(node, ref)
                 if h is None or h.state == SegmentState.FAILED:
                     continue
-                if copy_matches(target, h):
+                if reload_matches(target, h):
+                    reloading.add(replica.id)
+                if copy_matches(target, h) or reload_matches(target, h):
                     fresh[replica.id] = fresh.get(replica.id, 0) + 1
                 else:
                     stale.setdefault(replica.id, []).append(seg)
@@ -282,6 +291,8 @@ class _Planner:
             return
         rolling = [r for r in tp.replicas if r.id in stale]
         if len(tp.replicas) >= 2:
+            if reloading - set(stale):
+                return  # another replica is still finishing its reload
             started = [r for r in rolling if fresh.get(r.id, 0) > 0]
             chosen = started[0] if started else rolling[0]
             others_serving = all(self._serving(tp, r) for r in tp.replicas if r is not chosen)
@@ -343,7 +354,7 @@ class _Planner:
             ref = target.ref(seg)
             node = replica.assignment.get(ref)
             h = None if node is None else self.held(node, ref)
-            if h is None or h.state != SegmentState.LOADED or not copy_matches(target, h):
+            if h is None or h.state != SegmentState.LOADED or not copy_matches(target, h) or h.reloading:
                 return False
         for name in replica.nodes:
             for ref in self.ready[name].segments:

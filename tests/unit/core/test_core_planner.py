@@ -15,6 +15,7 @@ from vectorload_operator.core import (
     Plan,
     PlannerSettings,
     RebalanceSettings,
+    Reloading,
     ReplicaPlacement,
     SegmentRef,
     TaskKind,
@@ -347,3 +348,25 @@ def test_rebalance_is_off_by_default_and_bounded_when_on() -> None:
     assert step.tasks == ()
     counts = {n.name: len(n.segments) for n in cur}
     assert counts == {"a": 4, "b": 4}
+
+
+def test_a_reload_in_progress_is_not_reemitted_and_holds_back_the_next_replica() -> None:
+    t = target("ns/a", {"collection": "book", "replicas": 2}, CAT)
+    nodes, p, _ = converge([t], [node(n) for n in "abcd"])
+    slim = target("ns/a", {"collection": "book", "replicas": 2, "loadFields": ["book_id", "embedding"]}, CAT)
+    first = run([slim], nodes, p.placements)
+    rolling = {task.replica_id for task in first.tasks}
+    assert rolling == {1}
+    # the querynode reports the old copy serving plus the reload under way
+    marker = Reloading(slim.loaded_fields, slim.dynamic)
+    replica1 = set(p.placements["ns/a"][0].nodes)
+    reloading = [
+        replace(n, segments={ref: replace(h, reloading=marker) for ref, h in n.segments.items()})
+        if n.name in replica1
+        else n
+        for n in nodes
+    ]
+    assert run([slim], reloading, first.placements).tasks == ()
+    # replica 1 finished (new fields), replica 2 may start now
+    done = apply(nodes, first, [slim])
+    assert {task.replica_id for task in run([slim], done, first.placements).tasks} == {2}
