@@ -1,0 +1,75 @@
+"""Pod IPs on the loopback network: 127.0.0.N, one per pod, never shared while a pod holds it.
+
+Linux routes all of 127.0.0.0/8 to `lo`, so every address here can be bound without any setup.
+Allocation is round-robin from the last address handed out, so a released address is reused
+as late as possible (sockets of the old pod may still linger in TIME_WAIT).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+class AddressesExhausted(RuntimeError):
+    pass
+
+
+class IpAllocator:
+    def __init__(self, first: int = 2, last: int = 254, prefix: str = "127.0.0.") -> None:
+        if not 1 <= first <= last <= 254:
+            raise ValueError(f"bad host range {first}..{last}")
+        self._prefix = prefix
+        self._first = first
+        self._last = last
+        self._next = first
+        self._by_owner: dict[str, str] = {}
+        self._owner_of: dict[str, str] = {}
+
+    def _address(self, host: int) -> str:
+        return f"{self._prefix}{host}"
+
+    def owner(self, address: str) -> str | None:
+        return self._owner_of.get(address)
+
+    def address_of(self, owner: str) -> str | None:
+        return self._by_owner.get(owner)
+
+    def in_range(self, address: str) -> bool:
+        if not address.startswith(self._prefix):
+            return False
+        try:
+            ipaddress.IPv4Address(address)
+            host = int(address[len(self._prefix) :])
+        except ValueError:
+            return False
+        return self._first <= host <= self._last
+
+    def allocate(self, owner: str, preferred: str | None = None) -> str:
+        """The owner's address (idempotent); `preferred` if it is free and in range, else the next free."""
+        held = self._by_owner.get(owner)
+        if held is not None:
+            return held
+        if preferred and self.in_range(preferred) and preferred not in self._owner_of:
+            return self._take(owner, preferred)
+        size = self._last - self._first + 1
+        for step in range(size):
+            host = self._first + (self._next - self._first + step) % size
+            address = self._address(host)
+            if address not in self._owner_of:
+                self._next = self._first + (host - self._first + 1) % size
+                return self._take(owner, address)
+        raise AddressesExhausted(f"all {size} addresses {self._address(self._first)}.. are in use")
+
+    def _take(self, owner: str, address: str) -> str:
+        self._by_owner[owner] = address
+        self._owner_of[address] = owner
+        return address
+
+    def release(self, owner: str) -> str | None:
+        address = self._by_owner.pop(owner, None)
+        if address is not None:
+            del self._owner_of[address]
+        return address
+
+    def __len__(self) -> int:
+        return len(self._by_owner)
