@@ -52,13 +52,13 @@ def register(runtime: Runtime) -> None:
     def _is_querynode(labels: Any, **_: Any) -> bool:
         return selector.matches(labels)
 
-    @kopf.index("pods", when=_is_querynode)
+    @kopf.index("pods", when=_is_querynode, id="querynodes")
     def querynodes(
         body: kopf.Body, namespace: str | None, name: str, **_: Any
     ) -> dict[tuple[str, str], QuerynodePod]:
         return {(namespace or "", name): parse_pod(body)}
 
-    @kopf.on.startup()
+    @kopf.on.startup(id="start-reconciler", backoff=2, retries=10)
     async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         index: kopf.Index[tuple[str, str], QuerynodePod] = kwargs["querynodes"]
         rt = _runtime()
@@ -66,7 +66,7 @@ def register(runtime: Runtime) -> None:
         rt.metrics.serve(rt.config.metrics_port, rt.config.bind_address)
         await rt.start(lambda: flatten_index(index))
 
-    @kopf.on.cleanup()
+    @kopf.on.cleanup(id="stop-reconciler")
     async def cleanup(**_: Any) -> None:
         await _runtime().stop()
 

@@ -79,6 +79,7 @@ class OperatorMetrics:
         self.querynodes.labels(state="ready").set(0)
         self.querynodes.labels(state="notready").set(0)
         self._nodes: set[str] = set()
+        self._serving = False
         self._progress_seen: dict[tuple[str, str], int] = {}
 
     def observe_collection(
@@ -145,4 +146,7 @@ class OperatorMetrics:
         return generate_latest(self.registry)
 
     def serve(self, port: int, address: str) -> None:
-        start_http_server(port, addr=address, registry=self.registry)
+        """Start the /metrics HTTP server (once per process)."""
+        if not self._serving:
+            start_http_server(port, addr=address, registry=self.registry)
+            self._serving = True

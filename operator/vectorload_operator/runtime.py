@@ -9,7 +9,7 @@ from vectorload_operator.catalog import CatalogCache
 from vectorload_operator.distribution import DistributionPuller
 from vectorload_operator.events import Events
 from vectorload_operator.executor import Executor
-from vectorload_operator.kube import KubeApi
+from vectorload_operator.kube import KubeApi, load_config
 from vectorload_operator.metrics import OperatorMetrics
 from vectorload_operator.nodeapi import HttpNodeApi
 from vectorload_operator.pods import parse_pod
@@ -40,6 +40,7 @@ class Runtime:
         """Seed the registry from a LIST (so nothing is taken for an orphan before the kopf
         handlers have seen every CollectionLoad), wait for the pod index, start the loops."""
         cfg = self.config
+        load_config()
         self.kube = kube = KubeApi()
         self.api = api = HttpNodeApi(self.token.get, timeout=cfg.request_timeout)
         for body in await kube.list_collectionloads(self.namespaces):
