@@ -56,11 +56,12 @@ class IpAllocator:
             host = self._first + (self._next - self._first + step) % size
             address = self._address(host)
             if address not in self._owner_of:
-                self._next = self._first + (host - self._first + 1) % size
                 return self._take(owner, address)
         raise AddressesExhausted(f"all {size} addresses {self._address(self._first)}.. are in use")
 
     def _take(self, owner: str, address: str) -> str:
+        host = int(address[len(self._prefix) :])
+        self._next = self._first + (host - self._first + 1) % (self._last - self._first + 1)
         self._by_owner[owner] = address
         self._owner_of[address] = owner
         return address

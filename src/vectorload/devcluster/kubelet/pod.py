@@ -299,6 +299,7 @@ class PodWorker:
         self.prepared: Prepared | None = None
         self.deleting = asyncio.Event()
         self.gone = False
+        self.finished = False  # terminated and deleted
         self.done = asyncio.Event()
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
@@ -621,6 +622,7 @@ class PodWorker:
                     log.warning("%s: delete failed: %s", self.key, exc)
                 await asyncio.sleep(0.5 * (attempt + 1))
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.finished = True
         log.info("%s: deleted", self.key)
 
     async def shutdown(self, grace: float) -> None:
@@ -631,7 +633,7 @@ class PodWorker:
                 await self._main
         await self.stop_processes(grace)
         self._cancel_tasks()
-        if not self.gone and not self.done.is_set():
+        if not self.gone and not self.finished:
             for view in self.view.containers:
                 view.ready = False
             with contextlib.suppress(TimeoutError):

@@ -1,0 +1,109 @@
+"""Pod IP allocation and the pure pod-status rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from vectorload.devcluster.kubelet.ipam import AddressesExhausted, IpAllocator
+from vectorload.devcluster.kubelet.pod import backoff_delay
+from vectorload.devcluster.kubelet.status import ContainerView, PodView, pod_phase, pod_status
+
+
+def test_addresses_are_distinct_idempotent_and_start_at_two() -> None:
+    ipam = IpAllocator()
+    first = ipam.allocate("a")
+    assert first == "127.0.0.2"
+    assert ipam.allocate("a") == first
+    assert ipam.allocate("b") == "127.0.0.3"
+    assert ipam.owner("127.0.0.3") == "b"
+    assert len(ipam) == 2
+
+
+def test_released_addresses_are_reused_last_and_never_while_held() -> None:
+    ipam = IpAllocator(first=2, last=4)
+    a, b, c = (ipam.allocate(owner) for owner in "abc")
+    assert {a, b, c} == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+    with pytest.raises(AddressesExhausted):
+        ipam.allocate("d")
+    assert ipam.release("b") == b
+    assert ipam.release("b") is None
+    assert ipam.allocate("d") == b  # the only free one
+    ipam.release("a")
+    ipam.release("c")
+    assert ipam.allocate("e") == c  # round robin continues after the last handed out (127.0.0.3)
+    assert ipam.allocate("f") == a
+    assert sorted([ipam.address_of(o) for o in "def"]) == sorted([a, b, c])  # type: ignore[type-var]
+
+
+def test_preferred_address_is_used_only_when_free_and_in_range() -> None:
+    ipam = IpAllocator()
+    assert ipam.allocate("a", preferred="127.0.0.9") == "127.0.0.9"
+    assert ipam.allocate("b", preferred="127.0.0.9") != "127.0.0.9"
+    assert ipam.allocate("c", preferred="10.0.0.1").startswith("127.0.0.")
+    assert ipam.allocate("d", preferred="127.0.0.1") != "127.0.0.1"  # the host's address is not a pod's
+    assert ipam.allocate("e", preferred="127.0.0.255") != "127.0.0.255"
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff_delay(n, 1.0, 30.0) for n in range(8)] == [0, 1, 2, 4, 8, 16, 30, 30]
+
+
+def _c(name: str, state: dict[str, object], restarts: int = 0, ready: bool = False) -> ContainerView:
+    return ContainerView(name, "img", state=dict(state), restart_count=restarts, ready=ready)
+
+
+RUNNING = {"running": {"startedAt": "t"}}
+WAITING = {"waiting": {"reason": "ContainerCreating"}}
+
+
+def _done(code: int) -> dict[str, object]:
+    return {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
+
+
+@pytest.mark.parametrize(
+    ("policy", "containers", "phase"),
+    [
+        ("Always", [_c("a", WAITING)], "Pending"),
+        ("Always", [_c("a", RUNNING)], "Running"),
+        ("Always", [_c("a", _done(0)), _c("b", RUNNING)], "Running"),
+        ("Always", [_c("a", _done(0))], "Running"),  # it will be restarted
+        ("Always", [_c("a", {"waiting": {"reason": "CrashLoopBackOff"}}, restarts=2)], "Running"),
+        ("OnFailure", [_c("a", _done(0)), _c("b", _done(0))], "Succeeded"),
+        ("OnFailure", [_c("a", _done(1))], "Running"),
+        ("Never", [_c("a", _done(0)), _c("b", _done(2))], "Failed"),
+        ("Never", [_c("a", _done(0))], "Succeeded"),
+    ],
+)
+def test_phase(policy: str, containers: list[ContainerView], phase: str) -> None:
+    assert pod_phase(policy, True, False, containers) == phase
+
+
+def test_phase_before_and_after_init() -> None:
+    assert pod_phase("Always", False, False, [_c("a", WAITING)]) == "Pending"
+    assert pod_phase("Never", False, True, [_c("a", WAITING)]) == "Failed"
+
+
+def test_status_conditions_and_transition_times() -> None:
+    view = PodView(
+        "Always", "127.0.0.5", "t0", [], [_c("a", RUNNING, ready=True)], initialized=True, sandbox_ready=True
+    )
+    status = pod_status(view, {}, now="t1")
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Running"
+    assert status["podIP"] == "127.0.0.5" and status["podIPs"] == [{"ip": "127.0.0.5"}]
+    assert status["hostIP"] == "127.0.0.1"
+    assert {k: c["status"] for k, c in conditions.items()} == {
+        "PodReadyToStartContainers": "True",
+        "Initialized": "True",
+        "Ready": "True",
+        "ContainersReady": "True",
+        "PodScheduled": "True",
+    }
+    assert status["containerStatuses"][0]["imageID"] == "img"
+    view.containers[0].ready = False
+    later = pod_status(view, status, now="t2")
+    later_conditions = {c["type"]: c for c in later["conditions"]}
+    assert later_conditions["Ready"]["status"] == "False"
+    assert later_conditions["Ready"]["lastTransitionTime"] == "t2"
+    assert later_conditions["Ready"]["reason"] == "ContainersNotReady"
+    assert later_conditions["Initialized"]["lastTransitionTime"] == "t1"
