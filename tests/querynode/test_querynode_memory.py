@@ -1,0 +1,124 @@
+"""Memory behaviour of a real querynode with a few hundred MB of indexes: RSS comes back after a
+release (free + malloc_trim), and admission admits only what fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vectorload.storage.api import CollectionSchema, FieldSchema
+from vectorload.storage.writer import CollectionWriter
+from vectorload_querynode.memory import resident_bytes
+from vectorload_querynode.testing import QuerynodeProcess
+
+from .conftest import QuerynodeFactory, distribution, segment_states, wait_for
+
+pytestmark = pytest.mark.slow
+
+BIG = "big"
+SEGMENTS = 4
+ROWS = 20_000
+DIM = 1024  # ~4 KiB per vector: ~85 MB per segment index, built in about a second
+
+
+@pytest.fixture(scope="module")
+def big_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("big")
+    writer = CollectionWriter(root)
+    writer.create_collection(
+        CollectionSchema(
+            BIG,
+            (
+                FieldSchema("id", "int64", is_primary=True),
+                FieldSchema("v", "float_vector", dim=DIM, metric="l2"),
+            ),
+            dynamic_field=False,
+        )
+    )
+    rng = np.random.default_rng(1)
+    for s in range(SEGMENTS):
+        writer.write_segment(
+            BIG,
+            "_default",
+            f"seg-{s}",
+            {"v": rng.random((ROWS, DIM), dtype=np.float32)},
+            np.arange(s * ROWS, (s + 1) * ROWS, dtype=np.int64),
+            {},
+            None,
+            M=4,
+            ef_construction=8,
+            num_threads=-1,
+        )
+    return root
+
+
+def segment_bytes(root: Path) -> int:
+    return sum(
+        p.stat().st_size for p in (root / BIG / "_default" / "seg-0").iterdir() if p.name != "manifest.json"
+    )
+
+
+def load(qn: QuerynodeProcess, segments: list[str]) -> list[dict[str, str]]:
+    status, answer = qn.request(
+        "POST", "/v1/segments/load", {"collection": BIG, "partition": "_default", "segments": segments}
+    )
+    assert status == 200, answer
+    return list(answer["results"])
+
+
+def test_rss_returns_after_release(querynode_factory: QuerynodeFactory, big_root: Path) -> None:
+    qn = querynode_factory(big_root, memory_limit="4Gi")
+    distribution(qn)
+    baseline = resident_bytes(qn.pid)
+    ids = [f"seg-{s}" for s in range(SEGMENTS)]
+    load(qn, ids)
+    wait_for(
+        lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == SEGMENTS, timeout=60
+    )
+    status, answer = qn.request(
+        "POST", "/v1/search", {"collection": BIG, "vectors": [[0.5] * DIM], "topK": 3}
+    )
+    assert status == 200 and len(answer["results"][0]) == 3
+    loaded = resident_bytes(qn.pid)
+    total = SEGMENTS * segment_bytes(big_root)
+    assert loaded - baseline >= 0.8 * total, (baseline, loaded, total)
+    assert qn.request("POST", "/v1/segments/release", {"collection": BIG, "segments": None}) == (
+        200,
+        {"released": SEGMENTS},
+    )
+    allowed = baseline + max(0.10 * baseline, 64 * 2**20)
+    try:
+        wait_for(lambda: resident_bytes(qn.pid) <= allowed, timeout=10)
+    except AssertionError:
+        pytest.fail(f"RSS {resident_bytes(qn.pid)} after release; baseline {baseline}, allowed {allowed:.0f}")
+    assert distribution(qn)["capacity"]["reservedBytes"] == 0
+
+
+def test_admission_admits_what_fits(querynode_factory: QuerynodeFactory, big_root: Path) -> None:
+    probe = querynode_factory(big_root, memory_limit="4Gi")
+    overhead = distribution(probe)["capacity"]["usedBytes"]
+    probe.stop()
+    seg = segment_bytes(big_root)
+    limit = int((overhead + 2.5 * seg) / 0.9)  # room for two segments and a half
+    qn = querynode_factory(big_root, memory_limit=str(limit), threshold=0.9)
+    results = load(qn, [f"seg-{s}" for s in range(SEGMENTS)])
+    assert [r["state"] for r in results] == ["loading", "loading", "refused", "refused"]
+    refused = results[2]
+    assert refused["reason"] == "InsufficientMemory"
+    assert f"predicted {seg} bytes" in refused["message"] and f"reserved {2 * seg}" in refused["message"]
+    assert f"capacity {limit}" in refused["message"]
+    wait_for(lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == 2, timeout=60)
+    capacity = distribution(qn)["capacity"]
+    assert capacity["reservedBytes"] == 0 and capacity["usedBytes"] >= 2 * seg
+    assert load(qn, ["seg-2"])[0]["state"] == "refused"  # still no room once loaded
+    qn.request(
+        "POST",
+        "/v1/segments/release",
+        {"collection": BIG, "segments": [{"partition": "_default", "segment": "seg-0"}]},
+    )
+    assert load(qn, ["seg-2"])[0]["state"] == "loading"
+    wait_for(
+        lambda: segment_states(qn).get((BIG, "_default", "seg-2"), {}).get("state") == "loaded", timeout=60
+    )
