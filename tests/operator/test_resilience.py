@@ -220,3 +220,41 @@ def test_operator_restart_mid_load_no_duplicates_and_orphans_released(
     _, text = qn.request("GET", "/metrics")
     assert _metric(text, "vectorload_querynode_segment_loads_total") == 7  # 6 wanted + the orphan, each once
     assert _metric(text, "vectorload_querynode_segment_load_cancellations_total") == 0
+
+
+def test_load_fields_change_with_two_replicas_keeps_serving(pool: Pool) -> None:
+    pool.add_node("qn-0")
+    pool.add_node("qn-1")
+    pool.apply("book", {"collection": "book", "partitions": ["novel"], "replicas": 2})
+    pool.wait_state("book", "Loaded", timeout=40)
+    vector = [0.1] * SAMPLE_SIZES["tiny"].intro_dim
+    stop, errors, answers = threading.Event(), [], [0]
+
+    def search_loop() -> None:
+        while not stop.is_set():
+            for node in ("qn-0", "qn-1"):
+                status, body = pool.search(node, vector)
+                if status != 200 or not body["results"][0]:
+                    errors.append((node, status, body))
+                answers[0] += 1
+            time.sleep(0.02)
+
+    searcher = threading.Thread(target=search_loop, daemon=True)
+    searcher.start()
+    try:
+        pool.patch_spec("book", {"loadFields": ["book_id", "book_intro", "title"]})
+        st = pool.wait_state("book", "Loaded", timeout=40)
+        wait_for(
+            "both replicas reloaded",
+            lambda: all(
+                {frozenset(s["fields"]) for s in pool.distribution(n)["segments"]}
+                == {frozenset({"book_id", "book_intro", "title"})}
+                for n in ("qn-0", "qn-1")
+            ),
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        searcher.join()
+    assert st["loadedFields"] == ["$meta", "book_id", "book_intro", "title"]
+    assert answers[0] > 20 and not errors, errors[:3]
