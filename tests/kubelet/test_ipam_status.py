@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from vectorload.devcluster.kubelet.ipam import AddressesExhausted, IpAllocator
@@ -48,7 +51,7 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_delay(n, 1.0, 30.0) for n in range(8)] == [0, 1, 2, 4, 8, 16, 30, 30]
 
 
-def _c(name: str, state: dict[str, object], restarts: int = 0, ready: bool = False) -> ContainerView:
+def _c(name: str, state: Mapping[str, Any], restarts: int = 0, ready: bool = False) -> ContainerView:
     return ContainerView(name, "img", state=dict(state), restart_count=restarts, ready=ready)
 
 
@@ -56,7 +59,7 @@ RUNNING = {"running": {"startedAt": "t"}}
 WAITING = {"waiting": {"reason": "ContainerCreating"}}
 
 
-def _done(code: int) -> dict[str, object]:
+def _done(code: int) -> dict[str, Any]:
     return {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
 
 

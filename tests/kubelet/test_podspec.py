@@ -333,7 +333,7 @@ def test_keyed_files() -> None:
 
 def test_downward_and_projected_files() -> None:
     pod = _pod(containers=[{"name": "c", "resources": {"limits": {"cpu": "1500m"}}}])
-    items = [
+    items: list[dict[str, Any]] = [
         {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
         {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}, "mode": 0o600},
         {

@@ -123,6 +123,7 @@ class NodeAgent:
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": self.name, "labels": self.labels},
+            "status": self._status(),  # Ready from the start: the lifecycle controller never sees it NotReady
         }
         try:
             node = await self.api.request("POST", "/api/v1/nodes", body=body)
