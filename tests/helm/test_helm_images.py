@@ -86,6 +86,8 @@ def test_final_stage_is_non_root_and_has_no_build_tools() -> None:
     build = " ".join(a for k, a in stages()[1] if k == "RUN")
     assert "--without-pip /opt/vectorload" in build, "the runtime venv carries no pip/setuptools"
     assert "--no-deps" in build and "requirements.lock" in build
+    env = " ".join(a for k, a in stages()[1] if k == "ENV")
+    assert "HNSWLIB_NO_NATIVE=1" in env, "hnswlib must not be compiled for the build machine's CPU only"
 
 
 def test_every_pip_and_apt_install_is_pinned() -> None:
