@@ -657,7 +657,7 @@ def test_a_killed_kubelet_leaves_no_processes_and_a_new_one_runs_the_pod_again(
           containers:
           - name: main
             image: python:3.11
-            command: [sleep, "300"]
+            command: [python, -c, "import subprocess as s,time; s.Popen(['sleep', '99']); time.sleep(99)"]
             env: [{{name: {marker}, value: "1"}}]
         """,
     )
@@ -666,9 +666,12 @@ def test_a_killed_kubelet_leaves_no_processes_and_a_new_one_runs_the_pod_again(
             lambda: ready_pods(control_plane, namespace, "app=survivor", 1), 30, "survivor Ready", first
         )
         old_pid = container_pid(p[0])
+        wait_for(lambda: len(processes_with_env(marker)) == 2, 10, "the container and its child", first)
         first.proc.kill()  # SIGKILL: no cleanup at all; PR_SET_PDEATHSIG takes the container with it
         first.proc.wait()
         wait_for(lambda: not alive(old_pid), 5, "the container to die with its kubelet")
+        (grandchild,) = processes_with_env(marker)  # its child lives on, in the container's process group
+        assert os.getpgid(grandchild) == old_pid
     finally:
         if first.proc.poll() is None:
             first.stop()
@@ -683,7 +686,9 @@ def test_a_killed_kubelet_leaves_no_processes_and_a_new_one_runs_the_pod_again(
             return pid if pid != old_pid and alive(pid) else None
 
         new_pid = wait_for(rerun, 30, "survivor running again under the new kubelet", again)
-        assert processes_with_env(marker) == [new_pid]
+        assert not alive(grandchild)  # killed by the new kubelet from its process records
+        wait_for(lambda: len(processes_with_env(marker)) == 2, 10, "the new container and its child", again)
+        assert {os.getpgid(pid) for pid in processes_with_env(marker)} == {new_pid}
         assert p[0]["status"]["podIP"] == pod(control_plane, namespace, "survivor")["status"]["podIP"]  # type: ignore[index]
     finally:
         assert again.stop() == 0

@@ -4,6 +4,7 @@ name) to this node through the `pods/binding` subresource."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Mapping
 
@@ -35,6 +36,7 @@ class Binder:
         self.scheduler_names = set(scheduler_names)
         self.node_labels = dict(node_labels)
         self._refused: set[str] = set()
+        self._retries: set[asyncio.Task[None]] = set()
 
     async def on_list(self, pods: list[Json]) -> None:
         for pod in pods:
@@ -73,5 +75,16 @@ class Binder:
             if exc.status in (404, 409):  # gone, or bound meanwhile
                 return
             log.warning("binding %s/%s failed: %s", namespace, name, exc)
+            self._retry(namespace, name, uid)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("binding %s/%s failed: %s", namespace, name, exc)
+            self._retry(namespace, name, uid)
+
+    def _retry(self, namespace: str, name: str, uid: str) -> None:
+        async def later() -> None:
+            await asyncio.sleep(2.0)
+            await self.bind(namespace, name, uid)
+
+        task = asyncio.create_task(later())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)

@@ -119,11 +119,11 @@ def kill_stale(record_dir: Path) -> list[int]:
         except (OSError, ValueError, KeyError, TypeError):
             record.unlink(missing_ok=True)
             continue
-        if (
-            data.get("start") is not None
-            and start_time(pid) == data["start"]
-            and signal_group(pid, signal.SIGKILL)
-        ):
+        # a pid cannot be reused while it names a live process group: if the leader is gone, a group
+        # of that id still holds our grandchildren; if a process of that pid started at another
+        # time, the pid was reused after our group died
+        now = start_time(pid)
+        if (now is None or now == data.get("start")) and signal_group(pid, signal.SIGKILL):
             killed.append(pid)
         record.unlink(missing_ok=True)
     return killed
