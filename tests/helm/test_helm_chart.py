@@ -14,14 +14,13 @@ from chartlib import (
     KUBE_VERSION,
     REPO,
     Manifest,
+    Render,
     find,
     one,
     pod_specs,
     run_helm,
     template_args,
 )
-
-from conftest import Render
 
 CI = {path.stem.removesuffix("-values"): path for path in CI_VALUES}
 COMMON_LABELS = (
