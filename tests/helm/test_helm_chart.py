@@ -304,6 +304,7 @@ def test_token_secret_is_generated_and_mounted(render: Render) -> None:
         volumes = one(manifests, kind)["spec"]["template"]["spec"]["volumes"]
         (token_volume,) = [v for v in volumes if v["name"] == "token"]
         assert token_volume["secret"]["secretName"] == secret["metadata"]["name"]
+        assert token_volume["secret"]["defaultMode"] == 0o440  # YAML 1.1 octal: owner and fsGroup read
 
 
 def test_existing_token_secret_is_used_not_generated(render: Render) -> None:

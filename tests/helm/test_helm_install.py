@@ -138,6 +138,13 @@ def test_install_creates_every_rendered_object(release: Release) -> None:
         "-n", release.namespace, "get", "-f", "-", "-o", "name", input=text
     ).stdout.split()
     assert len(got) == len(manifest)
+    deploy = json.loads(
+        release.plane.kubectl(
+            "-n", release.namespace, "get", "deployment", "vl-vectorload-operator", "-o", "json"
+        ).stdout
+    )
+    (token,) = [v for v in deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "token"]
+    assert token["secret"]["defaultMode"] == 0o440, "the API server read the mode as octal"
     crd = release.plane.kubectl("get", "crd", "collectionloads.vectorload.io", "-o", "name", check=False)
     assert crd.returncode == 0, "the chart's crds/ installs the CollectionLoad CRD"
 
