@@ -142,7 +142,7 @@ class QueryNode:
             self.metrics.refusals.labels(exc.reason).inc()
             return result("refused", exc.reason, exc.message)
         key = SegmentKey(req.collection, req.partition, segment_id)
-        predicted = predicted_bytes(manifest, spec)
+        predicted = predicted_bytes(manifest, spec, schema)
         try:
             decision, job = self.registry.request_load(key, spec, predicted)
         except Refused as exc:

@@ -174,7 +174,8 @@ def _vectors(body: dict[str, Any]) -> npt.NDArray[np.float32]:
         for x in vector:
             if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
                 raise bad("InvalidVectors", f"vector component {x!r} is not a finite number")
-    array = np.asarray(raw, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        array = np.asarray(raw, dtype=np.float32)
     if not np.all(np.isfinite(array)):
         raise bad("InvalidVectors", "vector components overflow float32")
     return array

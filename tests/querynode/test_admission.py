@@ -7,8 +7,16 @@ import threading
 import numpy as np
 import pytest
 
+from vectorload.storage.api import CollectionSchema, FieldSchema, SegmentFile, SegmentManifest
 from vectorload_querynode.admission import MemoryAccount, Refused, refusal_message
-from vectorload_querynode.loader import LoadSpec
+from vectorload_querynode.loader import (
+    HNSW_FIXED_BYTES,
+    HNSW_ROW_BYTES,
+    META_ROW_BYTES,
+    VARCHAR_ROW_BYTES,
+    LoadSpec,
+    predicted_bytes,
+)
 from vectorload_querynode.registry import Registry, SegmentKey
 from vectorload_querynode.segment import LoadedSegment
 
@@ -175,3 +183,26 @@ def test_release_of_selected_segments_only() -> None:
     assert count == 1 and len(dropped) == 1
     assert [v.key for v in registry.views()] == [KEY]
     assert account.snapshot().loaded_bytes == 10
+
+
+def test_predicted_bytes_counts_the_requested_files_and_their_overheads() -> None:
+    schema = CollectionSchema(
+        "c",
+        (
+            FieldSchema("pk", "int64", is_primary=True),
+            FieldSchema("t", "varchar", max_length=10),
+            FieldSchema("v", "float_vector", dim=4, metric="l2"),
+            FieldSchema("w", "float_vector", dim=4, metric="ip"),
+        ),
+        dynamic_field=True,
+    )
+    files = {name: SegmentFile(f"{name}.x", size, "0" * 64) for name, size in
+             [("pk", 100), ("t", 200), ("v", 1000), ("w", 2000), ("$meta", 300)]}  # fmt: skip
+    manifest = SegmentManifest("c", "_default", "s", rows=10, files=files)
+    everything = predicted_bytes(manifest, LoadSpec(frozenset({"pk", "t", "v", "w"}), True), schema)
+    assert (
+        everything
+        == 3600 + 2 * (HNSW_FIXED_BYTES + 10 * HNSW_ROW_BYTES) + 10 * VARCHAR_ROW_BYTES + 10 * META_ROW_BYTES
+    )
+    subset = predicted_bytes(manifest, LoadSpec(frozenset({"pk", "v"}), False), schema)
+    assert subset == 1100 + HNSW_FIXED_BYTES + 10 * HNSW_ROW_BYTES

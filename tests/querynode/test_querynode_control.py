@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from vectorload.storage.reader import FilesystemReader
+from vectorload_querynode.loader import LoadSpec, predicted_bytes
 from vectorload_querynode.testing import QuerynodeProcess
 
 from .conftest import TOKEN, QuerynodeFactory, distribution, segment_states, wait_for
@@ -254,9 +255,10 @@ def test_memory_admission_refuses_with_numbers(querynode_factory: QuerynodeFacto
     result = answer["results"][0]
     assert (result["state"], result["reason"]) == ("refused", "InsufficientMemory")
     capacity = distribution(qn)["capacity"]
-    predicted = sum(
-        qn.request("GET", "/v1/catalog/book")[1]["partitions"][1]["segments"][0]["bytes"].values()
-    )
+    reader = FilesystemReader(tiny_root)
+    schema = reader.schema("book")
+    spec = LoadSpec(frozenset(f.name for f in schema.fields), True)
+    predicted = predicted_bytes(reader.segment("book", "novel", "novel-0000"), spec, schema)
     message = result["message"]
     assert f"predicted {predicted} bytes" in message
     assert f"used {capacity['usedBytes']}" in message and "reserved 0" in message

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
+from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
+from vectorload_querynode.loader import LoadSpec, predicted_bytes
 from vectorload_querynode.memory import resident_bytes
 from vectorload_querynode.testing import QuerynodeProcess
 
@@ -54,9 +56,18 @@ def big_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def segment_bytes(root: Path) -> int:
+def file_bytes(root: Path) -> int:
     return sum(
         p.stat().st_size for p in (root / BIG / "_default" / "seg-0").iterdir() if p.name != "manifest.json"
+    )
+
+
+def segment_bytes(root: Path) -> int:
+    """What admission predicts for one segment (files + hnswlib's fixed overheads)."""
+    reader = FilesystemReader(root)
+    schema = reader.schema(BIG)
+    return predicted_bytes(
+        reader.segment(BIG, "_default", "seg-0"), LoadSpec(frozenset({"id", "v"}), False), schema
     )
 
 
@@ -82,7 +93,7 @@ def test_rss_returns_after_release(querynode_factory: QuerynodeFactory, big_root
     )
     assert status == 200 and len(answer["results"][0]) == 3
     loaded = resident_bytes(qn.pid)
-    total = SEGMENTS * segment_bytes(big_root)
+    total = SEGMENTS * file_bytes(big_root)
     assert loaded - baseline >= 0.8 * total, (baseline, loaded, total)
     assert qn.request("POST", "/v1/segments/release", {"collection": BIG, "segments": None}) == (
         200,
