@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vectorload_operator.core.model import HeldSegment, NodeState, SegmentRef, SegmentState
+from vectorload_operator.core.model import HeldSegment, NodeState, Reloading, SegmentRef, SegmentState
 from vectorload_operator.nodeapi import NodeApi, NodeError
 from vectorload_operator.pods import QuerynodePod
 
@@ -30,6 +30,21 @@ class NodeView:
     error: str = ""
 
 
+def _fields(value: Any) -> frozenset[str] | None:
+    return None if value is None else frozenset(str(f) for f in value)
+
+
+def parse_reloading(value: Any) -> Reloading | None:
+    """The item's `reloading` marker `{"fields": [...], "dynamicField": bool}` (absent or null: none).
+
+    The querynode sets it while a copy is reloaded in place with another field set and the old
+    copy keeps serving; the planner must neither resend that reload nor charge its memory twice.
+    """
+    if not isinstance(value, Mapping):
+        return None
+    return Reloading(fields=_fields(value.get("fields")), dynamic=bool(value.get("dynamicField", False)))
+
+
 def parse_distribution(name: str, address: str | None, data: Mapping[str, Any]) -> NodeState:
     capacity = data.get("capacity") or {}
     segments: dict[SegmentRef, HeldSegment] = {}
@@ -39,14 +54,14 @@ def parse_distribution(name: str, address: str | None, data: Mapping[str, Any]) 
             state = SegmentState(str(seg.get("state", "loaded")))
         except (KeyError, ValueError):
             continue
-        fields = seg.get("fields")
         segments[ref] = HeldSegment(
             state=state,
-            fields=None if fields is None else frozenset(str(f) for f in fields),
+            fields=_fields(seg.get("fields")),
             dynamic=bool(seg.get("dynamicField", False)),
             bytes=int(seg.get("bytes") or 0),
             reason=str(seg.get("reason") or ""),
             message=str(seg.get("message") or ""),
+            reloading=parse_reloading(seg.get("reloading")),
         )
     return NodeState(
         name=name,
