@@ -17,8 +17,10 @@ from vectorload.devcluster.kubelet.podspec import (
     container_env,
     container_mounts,
     downward_files,
+    entrypoint_for,
     expand,
     field_value,
+    image_repository,
     keyed_files,
     parse_quantity,
     plan_container,
@@ -360,3 +362,37 @@ def test_downward_and_projected_files() -> None:
     )
     assert files == {"k.txt": (b"v", 0o440), "x": (b"y", 0o440), "ns": (b"ns1", 0o440)}
     assert tokens == [TokenFile("token", "vault", 7200, 0o440)]
+
+
+@pytest.mark.parametrize(
+    ("image", "repository"),
+    [
+        ("vectorload/vectorload", "vectorload/vectorload"),
+        ("vectorload/vectorload:0.1.0", "vectorload/vectorload"),
+        ("registry:5000/vectorload/vectorload:1@sha256:abc", "registry:5000/vectorload/vectorload"),
+        ("registry:5000/app", "registry:5000/app"),
+    ],
+)
+def test_image_repository(image: str, repository: str) -> None:
+    assert image_repository(image) == repository
+
+
+def test_images_without_command_use_a_known_entrypoint(tmp_path: Path) -> None:
+    entrypoints = {"vectorload/vectorload": ["python", "-m", "vectorload.cli"], "*/tools": ["true"]}
+    assert entrypoint_for("ghcr.io/x/tools:2", entrypoints) == ["true"]
+    assert entrypoint_for("python:3.11", entrypoints) is None
+    container = {"name": "op", "image": "vectorload/vectorload:0.1.0", "args": ["operator", "--x=$(A)"]}
+    launch = plan_container(
+        _pod(),
+        container,
+        volumes={},
+        service_account_dir=None,
+        base_env={"PATH": str(Path(sys.executable).parent), "A": "1"},
+        secrets={},
+        config_maps={},
+        allocatable=ALLOCATABLE,
+        default_cwd=tmp_path,
+        entrypoints=entrypoints,
+    )
+    assert Path(launch.argv[0]).name == "python"
+    assert launch.argv[1:] == ["-m", "vectorload.cli", "operator", "--x=1"]

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,20 @@ log = logging.getLogger("vectorload.kubelet")
 
 DEFAULT_NODE = "local-process-node"
 OWN_SCHEDULER = "vectorload-kubelet"
+# our image's ENTRYPOINT (images/Dockerfile): the chart gives only `args`
+DEFAULT_ENTRYPOINTS = (("vectorload/vectorload", "vectorload"), ("*/vectorload/vectorload", "vectorload"))
+
+
+def parse_entrypoints(values: list[str] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if values is None:
+        return tuple((pattern, tuple(shlex.split(command))) for pattern, command in DEFAULT_ENTRYPOINTS)
+    parsed: list[tuple[str, tuple[str, ...]]] = []
+    for value in values:
+        pattern, sep, command = value.partition("=")
+        if not sep or not pattern or not shlex.split(command):
+            raise SystemExit(f"vectorload kubelet: --image-entrypoint wants IMAGE=COMMAND, got {value!r}")
+        parsed.append((pattern, tuple(shlex.split(command))))
+    return tuple(parsed)
 
 
 class Kubelet:
@@ -163,6 +178,14 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="pass this variable of the kubelet's environment to pods",
     )
+    parser.add_argument(
+        "--image-entrypoint",
+        action="append",
+        default=None,
+        metavar="IMAGE=COMMAND",
+        help="entrypoint for containers without `command` whose image repository matches the glob IMAGE "
+        f"(repeatable; default: {' '.join(f'{k}={v}' for k, v in DEFAULT_ENTRYPOINTS)})",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -192,6 +215,7 @@ async def _amain(args: argparse.Namespace, state_dir: Path) -> int:
         backoff_max=args.backoff_max,
         max_grace=args.max_grace_period,
         pass_env=tuple(args.pass_env),
+        entrypoints=parse_entrypoints(args.image_entrypoint),
     )
     kubelet = Kubelet(
         api,

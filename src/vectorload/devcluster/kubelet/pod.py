@@ -57,6 +57,7 @@ class Settings:
     backoff_max: float = 30.0
     max_grace: float = 30.0
     pass_env: tuple[str, ...] = ()
+    entrypoints: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass
@@ -374,6 +375,7 @@ class PodWorker:
             config_maps=prepared.config_maps,
             allocatable=self.services.allocatable,
             default_cwd=self.dir,
+            entrypoints=dict(self.services.settings.entrypoints),
         )
 
     # ----- status ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
@@ -356,6 +357,22 @@ class Launch:
     cwd: Path
 
 
+def image_repository(image: str) -> str:
+    """`registry:5000/team/app:1.2@sha256:..` -> `registry:5000/team/app`."""
+    repository = image.split("@", 1)[0]
+    head, _, tag = repository.rpartition(":")
+    return head if head and "/" not in tag else repository
+
+
+def entrypoint_for(image: str, entrypoints: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """The entrypoint of the first pattern (fnmatch on the repository, without tag) that matches."""
+    repository = image_repository(image)
+    for pattern, argv in entrypoints.items():
+        if fnmatch.fnmatchcase(repository, pattern):
+            return list(argv)
+    return None
+
+
 def resolve_executable(name: str, path_env: str, cwd: Path) -> str:
     """`name` on PATH; a path is used as is if it exists, else its basename is looked up on PATH
     (images install programs to /usr/local/bin and similar places that do not exist here)."""
@@ -381,14 +398,20 @@ def plan_container(
     config_maps: Objects,
     allocatable: Mapping[str, str],
     default_cwd: Path,
+    entrypoints: Mapping[str, Sequence[str]] | None = None,
 ) -> Launch:
-    """argv, environment and working directory of one container's process."""
+    """argv, environment and working directory of one container's process. Without `command`,
+    the image's entrypoint comes from `entrypoints` (image pattern -> argv)."""
     name = container.get("name", "?")
     command = [str(part) for part in container.get("command") or []]
     if not command:
-        raise SpecError(
-            f"container {name!r} has no command: a process kubelet cannot run an image's entrypoint"
-        )
+        image = str(container.get("image", ""))
+        command = list(entrypoint_for(image, entrypoints or {}) or [])
+        if not command:
+            raise SpecError(
+                f"container {name!r} has no command and image {image!r} has no known entrypoint "
+                "(a process kubelet cannot read images; see --image-entrypoint)"
+            )
     spec_env = container_env(
         pod, container, secrets=secrets, config_maps=config_maps, base=base_env, allocatable=allocatable
     )
