@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import auth
 from .errors import ApiError
@@ -47,16 +48,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ApiError as err:
         response = error_response(err)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         response = error_response(
             ApiError(413, "RequestTooLarge", f"request body exceeds {node.settings.max_request_bytes} bytes")
         )
-        del exc
-    except web.HTTPMethodNotAllowed as exc:
+    except web.HTTPMethodNotAllowed:
         response = error_response(
             ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}")
         )
-        del exc
     except web.HTTPNotFound:
         response = error_response(ApiError(404, "NotFound", f"no route {request.path}"))
     except web.HTTPException as exc:
@@ -109,7 +108,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await _run(request, node.io_pool, node.metrics.render)
-    return web.Response(body=body, content_type="text/plain", charset="utf-8", headers={"X-Version": "0.0.4"})
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 # ---------------------------------------------------------------------------------- control

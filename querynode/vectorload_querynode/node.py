@@ -77,6 +77,7 @@ class QueryNode:
         self._schemas_lock = threading.Lock()
 
     def close(self) -> None:
+        self.registry.cancel_all()
         for pool in (self.load_pool, self.data_pool, self.io_pool):
             pool.shutdown(wait=False, cancel_futures=True)
 

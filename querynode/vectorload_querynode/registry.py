@@ -159,6 +159,13 @@ class Registry:
                     dropped.append(entry.serving)
         return count, dropped
 
+    def cancel_all(self) -> None:
+        """Shutting down: every running or queued load stops at its next step."""
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.job is not None:
+                    entry.job.cancel.set()
+
     def serving(self, collection: str) -> list[LoadedSegment]:
         with self._lock:
             return [
