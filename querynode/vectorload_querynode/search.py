@@ -38,18 +38,19 @@ def not_loaded(collection: str, node: str, loading: bool) -> ApiError:
 def select_partitions(
     segments: list[LoadedSegment], partitions: list[str] | None, collection: str, node: str
 ) -> list[LoadedSegment]:
+    """The segments of the asked partitions this node holds. A node answers for what it holds
+    (a replica's partitions may be spread over nodes), so only holding none of them is an error."""
     if partitions is None:
         return segments
-    held = {s.partition for s in segments}
-    missing = [p for p in partitions if p not in held]
-    if missing:
+    wanted = set(partitions)
+    chosen = [s for s in segments if s.partition in wanted]
+    if not chosen:
         raise ApiError(
             409,
             "PartitionNotLoaded",
-            f"partition(s) {', '.join(missing)} of collection {collection} not loaded on node {node}",
+            f"partition(s) {', '.join(partitions)} of collection {collection} not loaded on node {node}",
         )
-    wanted = set(partitions)
-    return [s for s in segments if s.partition in wanted]
+    return chosen
 
 
 def field_not_loaded(name: str, segment: LoadedSegment) -> ApiError:

@@ -177,6 +177,12 @@ def test_partitions_and_output_fields(node: QuerynodeProcess, book: dict[str, An
     assert set(star[0][0]["fields"]) == {"title", "word_count", "rating", "in_print", "$meta"}
 
 
+def test_partitions_partly_held_answer_for_what_is_held(node: QuerynodeProcess) -> None:
+    results = search(node, collection="book", vectors=[[0.0] * 64], annsField="book_intro", topK=5,
+                     partitions=["poetry", "not_here"])  # fmt: skip
+    assert len(results[0]) == 5 and {h["partition"] for h in results[0]} == {"poetry"}
+
+
 def test_vector_output_and_single_vector_field_default(node: QuerynodeProcess) -> None:
     data = metrics_data(0)
     results = search(node, collection=METRICS_COLLECTION, vectors=[data["vectors"]["v_l2"][3].tolist()],
