@@ -3,6 +3,7 @@ release (free + malloc_trim), and admission admits only what fits."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,12 @@ def file_bytes(root: Path) -> int:
     )
 
 
-def segment_bytes(root: Path) -> int:
+def segment_bytes(root: Path, segment: str = "seg-0") -> int:
     """What admission predicts for one segment (files + hnswlib's fixed overheads)."""
     reader = FilesystemReader(root)
     schema = reader.schema(BIG)
     return predicted_bytes(
-        reader.segment(BIG, "_default", "seg-0"), LoadSpec(frozenset({"id", "v"}), False), schema
+        reader.segment(BIG, "_default", segment), LoadSpec(frozenset({"id", "v"}), False), schema
     )
 
 
@@ -118,11 +119,18 @@ def test_admission_admits_what_fits(querynode_factory: QuerynodeFactory, big_roo
     assert [r["state"] for r in results] == ["loading", "loading", "refused", "refused"]
     refused = results[2]
     assert refused["reason"] == "InsufficientMemory"
-    assert f"predicted {seg} bytes" in refused["message"] and f"reserved {2 * seg}" in refused["message"]
+    numbers = re.search(r"predicted (\d+) bytes \+ used (\d+) \+ reserved (\d+)", refused["message"])
+    assert numbers is not None, refused["message"]
+    predicted, used, reserved = (int(n) for n in numbers.groups())
+    assert predicted == segment_bytes(big_root, "seg-2")
     assert f"capacity {limit}" in refused["message"]
     wait_for(lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == 2, timeout=60)
     capacity = distribution(qn)["capacity"]
-    assert capacity["reservedBytes"] == 0 and capacity["usedBytes"] >= 2 * seg
+    assert capacity["reservedBytes"] == 0
+    # seg-0 and seg-1 were reserved (or already used) when seg-2 was refused; now both are used
+    assert used + reserved == capacity["usedBytes"]
+    held = {s["segment"]: s["bytes"] for s in distribution(qn)["segments"]}
+    assert held == {name: segment_bytes(big_root, name) for name in ("seg-0", "seg-1")}
     assert load(qn, ["seg-2"])[0]["state"] == "refused"  # still no room once loaded
     qn.request(
         "POST",
