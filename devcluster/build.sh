@@ -9,7 +9,7 @@ K8S_VERSION="${K8S_VERSION:-v1.33.13}"
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 cache_root="${VECTORLOAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vectorload}"
 bin_dir="$cache_root/k8s-$K8S_VERSION/bin"
-helm_dir="$cache_root/helm-$HELM_VERSION/bin"
+helm_dir="$cache_root/helm-$HELM_VERSION-k8s-$K8S_VERSION/bin"
 
 export GOTOOLCHAIN=local
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -mod=mod"
@@ -43,6 +43,14 @@ if [ -x "$helm_dir/helm" ]; then
 else
   echo "  … building helm $HELM_VERSION"
   start=$SECONDS
-  GOFLAGS="-buildvcs=false" GOBIN="$helm_dir" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # stamp helm's version and the Kubernetes version it assumes offline (`helm template`, lint)
+  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  helm_ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for hpkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    helm_ldflags+=" -X $hpkg.k8sVersionMajor=1 -X $hpkg.k8sVersionMinor=$minor"
+  done
+  GOFLAGS="-buildvcs=false" GOBIN="$helm_dir" go install -trimpath -ldflags "$helm_ldflags" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   echo "  ✓ helm built in $((SECONDS - start)) s"
 fi

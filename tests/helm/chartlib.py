@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from vectorload.devcluster.binaries import HELM_VERSION, K8S_VERSION, cache_root
+from vectorload.devcluster.binaries import K8S_VERSION
+from vectorload.devcluster.binaries import expected as expected_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "vectorload"
@@ -24,7 +25,7 @@ Render = Callable[..., list[Manifest]]
 
 
 def helm_path() -> Path:
-    return cache_root() / f"helm-{HELM_VERSION}" / "bin" / "helm"
+    return expected_binaries().helm
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

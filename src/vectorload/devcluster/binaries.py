@@ -66,7 +66,7 @@ def expected() -> Binaries:
         etcd=k8s / "etcd",
         kube_apiserver=k8s / "kube-apiserver",
         kube_controller_manager=k8s / "kube-controller-manager",
-        helm=cache_root() / f"helm-{HELM_VERSION}" / "bin" / "helm",
+        helm=cache_root() / f"helm-{HELM_VERSION}-k8s-{K8S_VERSION}" / "bin" / "helm",
         kubectl=find_kubectl(),
     )
 
