@@ -38,6 +38,11 @@ def configure_settings(settings: kopf.OperatorSettings, runtime: Runtime) -> Non
     settings.networking.request_timeout = cfg.watch_client_timeout
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
+    # Namespace-scoped (the chart's `operator.watchNamespace`): RBAC grants no cluster-wide
+    # namespace list/watch, and kopf would retry that forbidden listing for about a minute
+    # before serving anything. Declare the restricted mode: the namespaces are exact names.
+    if not cfg.all_namespaces:
+        settings.scanning.disabled = True
 
 
 def register(runtime: Runtime) -> None:
