@@ -73,6 +73,10 @@ def _dispatch(args: argparse.Namespace, state_dir: Path) -> int:
         if not (state_dir / "state.json").exists():
             print("not running")
             return 0
+        from vectorload.e2e.kubelet import stop_background_kubelet
+
+        if stop_background_kubelet(state_dir):  # `vectorload demo`'s kubelet and its pod processes
+            print("kubelet stopped")
         ControlPlane.load(state_dir).stop(remove_state=True)
         print("control plane stopped; state removed")
         return 0
