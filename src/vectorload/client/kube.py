@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,8 @@ def _api() -> tuple[Any, Any]:
     from kubernetes import client, config
 
     try:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        # $KUBECONFIG is read now, not when the kubernetes package was first imported
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
     except Exception:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     return client.CustomObjectsApi(), client.CoreV1Api()
@@ -93,7 +95,9 @@ def default_namespace() -> str:
     try:
         from kubernetes import config
 
-        _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        _, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG")
+        )
         return str((active or {}).get("context", {}).get("namespace") or "default")
     except Exception:
         return "default"
