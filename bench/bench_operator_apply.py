@@ -97,7 +97,7 @@ def one_round(
     wait_for("querynodes released", lambda: nothing_held(pool), timeout=60)
     wait_for(
         "CollectionLoad gone",
-        lambda: not cluster.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
+        lambda: not cluster.collection_loads(ns),
         timeout=60,
     )
     # the same placement straight through the querynodes; the operator is stopped meanwhile (it
@@ -132,6 +132,7 @@ def main() -> None:
         default=[],
         help="extra operator flag (repeat); default flags otherwise",
     )
+    p.add_argument("--label", default="", help="suffix of the results file name (e.g. for other flags)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = p.parse_args()
 
@@ -183,7 +184,7 @@ def main() -> None:
         "note": "bare = hnswlib load_index of the busiest node's index files in one fresh process "
         "(page cache warm); the querynodes also verify sha256 and load scalar columns and $meta",
     }
-    path = write_result("operator_apply", args.size, result)
+    path = write_result("operator_apply", args.size + (f"-{args.label}" if args.label else ""), result)
     print(
         f"\nsample {args.size}, {args.nodes} querynodes, {args.rounds} rounds (median); "
         f"loadavg {load_before[0]:.1f} → {load_after[0]:.1f}"

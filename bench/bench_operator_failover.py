@@ -105,6 +105,7 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--trials", type=int, default=3, help="trials per mode")
     p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeat)")
+    p.add_argument("--label", default="", help="suffix of the results file name (e.g. for other flags)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = p.parse_args()
 
@@ -163,7 +164,7 @@ def main() -> None:
         "note": "net = (kill → Loaded again on the survivors) − bare load_index of the moved segments' "
         "index files, sequential in one process; the survivors reload them in parallel",
     }
-    path = write_result("operator_failover", args.size, result)
+    path = write_result("operator_failover", args.size + (f"-{args.label}" if args.label else ""), result)
     print(
         f"\nsample {args.size}, {args.nodes} querynodes, {args.trials} trials per mode; "
         f"loadavg {load_before[0]:.1f} → {load_after[0]:.1f}"

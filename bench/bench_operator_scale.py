@@ -192,7 +192,7 @@ def main() -> None:
                 polls = 0
                 loaded = 0
                 while True:
-                    items = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+                    items = cluster.collection_loads(ns)
                     polls += 1
                     loaded = sum(1 for obj in items if is_loaded(obj))
                     if loaded == n:

@@ -86,13 +86,17 @@ class Cluster:
     def start(self) -> Cluster:
         self.plane.start()
         install_crds(self.plane)
-        api_client = config.new_client_from_config(config_file=str(self.plane.kubeconfig))
+        api_client = config.new_client_from_config(config_file=str(self.plane.kubeconfig))  # type: ignore[no-untyped-call]
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         return self
 
     def stop(self) -> None:
         self.plane.stop(remove_state=False)
+
+    def collection_loads(self, namespace: str) -> list[dict[str, Any]]:
+        answer: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        return list(answer["items"])
 
     def namespace(self, name: str) -> str:
         self.plane.kubectl("create", "namespace", name)
@@ -241,7 +245,7 @@ class Pool:
             log_path=self.workdir / f"{self.ns}-{name}.log",
         ).start()
         self.nodes[name] = qn
-        pod = {
+        pod: Any = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "labels": dict(QUERYNODE_LABELS)},
@@ -340,19 +344,19 @@ class Watcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._watch is not None:
-            self._watch.stop()
+            self._watch.stop()  # type: ignore[no-untyped-call]
         if self._thread is not None:
             self._thread.join(timeout=1)  # a daemon thread; an open watch may block
 
     def _run(self) -> None:
         rv: str | None = None
         while not self._stop.is_set():
-            self._watch = watch.Watch()
+            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
             kwargs: dict[str, Any] = {"timeout_seconds": 60}
             if rv is not None:
                 kwargs["resource_version"] = rv
             try:
-                for ev in self._watch.stream(
+                for ev in self._watch.stream(  # type: ignore[no-untyped-call]
                     self.cluster.custom.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
