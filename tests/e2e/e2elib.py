@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from vectorload.e2e.system import LocalSystem, Release
@@ -30,7 +30,9 @@ def fault_trials() -> int:
     return max(1, int(value)) if value else 3
 
 
-def install(system: LocalSystem, root: Path, prefix: str, **options: object) -> Iterator[Release]:
+def install(
+    system: LocalSystem, root: Path, prefix: str, **options: object
+) -> Generator[Release, None, None]:
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     options.setdefault("querynode_args", (f"--load-step-delay={LOAD_STEP_DELAY}",))
     options.setdefault("operator_args", OPERATOR_ARGS)

@@ -157,7 +157,8 @@ def test_corrupt_segment_degrades_then_recovers(local_system: LocalSystem, priva
 
             def degraded(segment: str = segment) -> dict[str, Any] | None:
                 st = rel.status("book")
-                cond = next((c for c in st.get("conditions") or [] if c["type"] == "Degraded"), {})
+                conditions = st.get("conditions") or []
+                cond: dict[str, Any] = next((c for c in conditions if c["type"] == "Degraded"), {})
                 failure = st.get("lastFailure") or {}
                 ok = cond.get("status") == "True" and failure.get("segment") == segment
                 return st if ok else None
