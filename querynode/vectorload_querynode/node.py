@@ -7,11 +7,14 @@ the event loop never blocks on storage, hnswlib or numpy.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from vectorload.storage.api import CollectionSchema, SegmentManifest, StorageError
@@ -20,7 +23,8 @@ from vectorload.storage.schema_json import schema_to_dict
 
 from .admission import MemoryAccount, Refused
 from .errors import ApiError
-from .loader import LoadCancelled, LoadSpec, load_segment, predicted_bytes
+from .hasher import Hasher
+from .loader import LoadCancelled, LoadSpec, OpenedSegment, load_segment, predicted_bytes
 from .memory import malloc_trim, resident_bytes
 from .metrics import Metrics
 from .registry import LoadJob, Registry, SegmentKey
@@ -67,12 +71,19 @@ class QueryNode:
         self.name = settings.node_name
         self.boot_id = uuid.uuid4().hex
         self.reader = FilesystemReader(settings.root)
-        self.account = MemoryAccount(settings.memory_limit, settings.threshold, overhead=resident_bytes())
+        self.hasher = Hasher(helper=not settings.verify_in_process)
+        helper = self.hasher.helper_pid
+        # the helper's memory counts too: in a pod both processes share one memory limit
+        overhead = resident_bytes() + (resident_bytes(helper) if helper is not None else 0)
+        self.account = MemoryAccount(settings.memory_limit, settings.threshold, overhead=overhead)
         self.registry = Registry(self.account)
         self.metrics = Metrics(self.registry, self.account)
         self.load_pool = ThreadPoolExecutor(settings.load_concurrency, thread_name_prefix="load")
         self.data_pool = ThreadPoolExecutor(settings.search_workers, thread_name_prefix="data")
         self.io_pool = ThreadPoolExecutor(2, thread_name_prefix="io")
+        self._queue: deque[_Queued] = deque()  # admitted loads waiting for a load worker, FIFO
+        self._queue_lock = threading.Lock()
+        self._open_ahead_segments = 2 * settings.load_concurrency
         self._schemas: dict[str, CollectionSchema] = {}
         self._schemas_lock = threading.Lock()
 
@@ -80,6 +91,12 @@ class QueryNode:
         self.registry.cancel_all()
         for pool in (self.load_pool, self.data_pool, self.io_pool):
             pool.shutdown(wait=False, cancel_futures=True)
+        with self._queue_lock:
+            for item in self._queue:
+                if item.opened is not None:
+                    item.opened.close()
+            self._queue.clear()
+        self.hasher.close()
 
     # ----------------------------------------------------------------------------- health
 
@@ -154,14 +171,53 @@ class QueryNode:
                 f"segment {req.partition}/{segment_id} on node {self.name}: {exc.message}",
             )
         if job is not None:
-            self.load_pool.submit(self._run_job, job, schema, manifest)
+            with self._queue_lock:
+                self._queue.append(_Queued(job, schema, manifest))
+            self._open_ahead()
+            self.load_pool.submit(self._run_next)
         return result(decision)
 
-    def _run_job(self, job: LoadJob, schema: CollectionSchema, manifest: SegmentManifest) -> None:
+    def _open_ahead(self) -> None:
+        """Open the files of the next few queued segments and queue them for hashing, in queue
+        order, so the sha256 helper works ahead of the loading threads (bounded: a few
+        segments' descriptors)."""
+        with self._queue_lock:
+            for item in itertools.islice(self._queue, self._open_ahead_segments):
+                if item.opened is not None or item.job.cancel.is_set():
+                    continue
+                try:
+                    item.opened = OpenedSegment(
+                        self.reader, item.schema, item.manifest, item.job.spec, self.hasher
+                    )
+                except (StorageError, OSError):
+                    continue  # the worker opens it again and reports the error
+
+    def _run_next(self) -> None:
+        with self._queue_lock:
+            if not self._queue:
+                return  # shut down
+            item = self._queue.popleft()
+        self._open_ahead()
+        self._run_job(item.job, item.schema, item.manifest, item.opened)
+
+    def _run_job(
+        self,
+        job: LoadJob,
+        schema: CollectionSchema,
+        manifest: SegmentManifest,
+        opened: OpenedSegment | None = None,
+    ) -> None:
         started = time.monotonic()
         try:
             segment = load_segment(
-                self.reader, schema, manifest, job.spec, job.cancel, step_delay=self.settings.load_step_delay
+                self.reader,
+                schema,
+                manifest,
+                job.spec,
+                job.cancel,
+                step_delay=self.settings.load_step_delay,
+                hasher=self.hasher,
+                opened=opened,
             )
         except LoadCancelled:
             self.registry.abandon(job)
@@ -265,6 +321,14 @@ class QueryNode:
         with self.metrics.search_duration.labels("get").time():
             schema, segments = self._serving(req.collection, req.partitions)
             return run_get(schema, segments, req)
+
+
+@dataclass(eq=False)
+class _Queued:
+    job: LoadJob
+    schema: CollectionSchema
+    manifest: SegmentManifest
+    opened: OpenedSegment | None = None  # files opened and queued for hashing ahead of time
 
 
 def trim_memory() -> None:

@@ -35,6 +35,7 @@ class Settings:
     max_request_bytes: int
     default_ef: int
     load_step_delay: float  # fault injection for tests: seconds to wait before each file
+    verify_in_process: bool = False  # hash files in the loading thread, not in the sha256 helper
 
 
 def _read_token(path: str | None, env: str, what: str) -> str | None:
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-workers", type=int, default=2, help="threads answering data requests")
     p.add_argument("--max-request-bytes", default=str(DEFAULT_MAX_REQUEST_BYTES), help="largest request body")
     p.add_argument("--default-ef", type=int, default=64, help="hnswlib ef when a search gives none")
+    p.add_argument(
+        "--verify-in-process",
+        action="store_true",
+        help="hash segment files in the loading thread instead of the sha256 helper process "
+        "(which hashes the next files on another core while this process loads)",
+    )
     p.add_argument("--load-step-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     return p
 
@@ -116,4 +123,5 @@ def parse_settings(argv: list[str]) -> Settings:
         max_request_bytes=max_request,
         default_ef=args.default_ef,
         load_step_delay=max(0.0, args.load_step_delay),
+        verify_in_process=args.verify_in_process,
     )
