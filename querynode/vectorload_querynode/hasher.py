@@ -2,94 +2,37 @@
 process loads: hnswlib's `load_index` holds the GIL for its whole duration, so a hashing thread
 of the same process would stall behind every index load.
 
-The querynode opens each file itself and hands the *open descriptor* to the helper over a
-`SOCK_SEQPACKET` socket (SCM_RIGHTS). The helper hashes exactly that open file with `pread` (the
-shared file offset is never moved) and answers `(bytes read, sha256)`. The loader waits for that
-answer before anything parses the file, and then parses the same open file, so the bytes checked
-and the bytes loaded come from one inode whatever happens to the path meanwhile.
+The querynode opens each file itself and hands the *open descriptor* to the helper
+(`sha256_helper`) over a `SOCK_SEQPACKET` socket (SCM_RIGHTS). The helper hashes exactly that
+open file with `pread` and answers `(bytes read, sha256)`. The loader waits for that answer
+before anything parses the file, and then parses the same open file, so the bytes checked and
+the bytes loaded come from one inode whatever happens to the path meanwhile.
 
 When the helper cannot be started, or dies, the answer says so (`Ticket.lost`) and the caller
 hashes the file itself (`hash_fd`): verification never depends on the helper being there.
-
-Run as `python -m vectorload_querynode.hasher FD` by `Hasher`; it imports only the standard
-library, starts in a few tens of milliseconds and exits when the querynode closes its socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import logging
-import os
-import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-CHUNK = 1 << 20  # 1 MiB: stays in L2 while it is hashed
-READY = b"ready"
-_REQUEST = struct.Struct("<Q")  # request id; the descriptor travels as ancillary data
-_REPLY = struct.Struct("<Qq32s")  # request id, bytes read (or -errno), sha256 digest
+from . import sha256_helper
+from .sha256_helper import READY, REPLY, REQUEST, hash_fd
+
+__all__ = ["Hasher", "Ticket", "hash_fd", "lost_ticket"]
+
 _START_TIMEOUT = 10.0
 _RESTART_INTERVAL = 5.0  # after the helper died, try to start a new one at most this often
+_HELPER_SCRIPT = Path(sha256_helper.__file__)
 
 log = logging.getLogger("vectorload.querynode")
-
-
-def hash_fd(fd: int, buffer: bytearray | None = None) -> tuple[int, bytes]:
-    """(bytes read, sha256 digest) of an open file, from offset 0 to its end, with pread."""
-    buf = buffer if buffer is not None else bytearray(CHUNK)
-    view = memoryview(buf)
-    digest = hashlib.sha256()
-    offset = 0
-    while n := os.preadv(fd, [buf], offset):
-        digest.update(view[:n])
-        offset += n
-    return offset, digest.digest()
-
-
-# ------------------------------------------------------------------------------------ helper
-
-
-def serve(sock: socket.socket) -> None:
-    """The helper's loop: one request (id + descriptor) in, one reply out, until EOF."""
-    buf = bytearray(CHUNK)
-    sock.send(READY)
-    while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, _REQUEST.size, 4)
-        except OSError:
-            return
-        if not msg:
-            return  # the querynode closed its end (or died)
-        try:
-            (request_id,) = _REQUEST.unpack(msg)
-            if len(fds) != 1:
-                reply = _REPLY.pack(request_id, -errno.EBADF, bytes(32))
-            else:
-                try:
-                    size, digest = hash_fd(fds[0], buf)
-                    reply = _REPLY.pack(request_id, size, digest)
-                except OSError as exc:
-                    reply = _REPLY.pack(request_id, -(exc.errno or errno.EIO), bytes(32))
-            sock.send(reply)
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-
-def _helper_main(argv: list[str]) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the querynode decides when we stop
-    with socket.socket(fileno=int(argv[0])) as sock:
-        serve(sock)
-    return 0
-
-
-# ------------------------------------------------------------------------------------ client
 
 
 class Ticket:
@@ -152,8 +95,9 @@ class Hasher:
         self._last_start = time.monotonic()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            # by path, isolated and without site: the helper needs the standard library only
             proc = subprocess.Popen(
-                [sys.executable, "-m", "vectorload_querynode.hasher", str(child.fileno())],
+                [sys.executable, "-I", "-S", str(_HELPER_SCRIPT), str(child.fileno())],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -193,7 +137,7 @@ class Hasher:
             self._next_id += 1
             ticket = self._pending[request_id] = Ticket()
         try:  # outside the lock: the reader thread must always be able to drain replies
-            socket.send_fds(sock, [_REQUEST.pack(request_id)], [fd])
+            socket.send_fds(sock, [REQUEST.pack(request_id)], [fd])
         except OSError:
             with self._lock:
                 self._pending.pop(request_id, None)
@@ -203,12 +147,12 @@ class Hasher:
     def _read_replies(self, sock: socket.socket, proc: subprocess.Popen[bytes]) -> None:
         while True:
             try:
-                msg = sock.recv(_REPLY.size)
+                msg = sock.recv(REPLY.size)
             except OSError:
                 msg = b""
-            if len(msg) != _REPLY.size:
+            if len(msg) != REPLY.size:
                 break
-            request_id, size, digest = _REPLY.unpack(msg)
+            request_id, size, digest = REPLY.unpack(msg)
             with self._lock:
                 ticket = self._pending.pop(request_id, None)
             if ticket is not None:
@@ -243,7 +187,3 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-if __name__ == "__main__":
-    raise SystemExit(_helper_main(sys.argv[1:]))
