@@ -25,7 +25,10 @@ def local_system(
     # package scope: the kubelet binds every default-scheduler pod, so it must not outlive
     # this package (tests/helm expects its pods to stay Pending)
     system = LocalSystem(
-        crd_installed, tmp_path_factory.mktemp("e2e"), node_name=f"e2e-{uuid.uuid4().hex[:6]}"
+        crd_installed,
+        tmp_path_factory.mktemp("e2e"),
+        node_name=f"e2e-{uuid.uuid4().hex[:6]}",
+        kubelet_args=("--delete-node-on-exit",),
     )
     system.start()
     try:

@@ -8,6 +8,7 @@ The kubelet keeps its state in `<cluster state dir>/kubelet/` and records itself
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -24,6 +25,12 @@ KUBELET_DIR = "kubelet"
 
 class KubeletError(RuntimeError):
     pass
+
+
+def _term_with_parent() -> None:
+    """preexec_fn: SIGTERM (a clean kubelet shutdown, pods stopped) when our parent dies."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _start_time(pid: int) -> str | None:
@@ -75,8 +82,8 @@ def stop_background_kubelet(cluster_state_dir: Path, timeout: float = 30.0) -> b
 class BackgroundKubelet:
     """One `vectorload kubelet` process serving `node_name` of `plane`.
 
-    `detached=True` (the demo) lets it outlive this Python process; otherwise it is this
-    process' child and `stop()` ends it."""
+    `detached=True` (the demo) lets it outlive this Python process; otherwise it gets SIGTERM
+    when this process dies (a killed test run leaves no kubelet or pod process behind)."""
 
     def __init__(
         self,
@@ -137,6 +144,7 @@ class BackgroundKubelet:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
+                preexec_fn=None if self.detached else _term_with_parent,
             )
         self.pid = self.proc.pid
         start = _start_time(self.pid)

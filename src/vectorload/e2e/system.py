@@ -132,11 +132,14 @@ class LocalSystem:
         *,
         node_name: str = "local-process-node",
         detached: bool = False,
+        kubelet_args: tuple[str, ...] = (),
     ) -> None:
         self.plane = plane
         self.workdir = workdir
         self.node_name = node_name
-        self.kubelet = BackgroundKubelet(plane, workdir / "kubelet", node_name, detached=detached)
+        self.kubelet = BackgroundKubelet(
+            plane, workdir / "kubelet", node_name, extra_args=kubelet_args, detached=detached
+        )
 
     def start(self) -> bool:
         """Start the kubelet (False when the recorded one still runs)."""
