@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -13,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vectorload.storage.api import SegmentManifest
+from vectorload.storage.api import CollectionSchema, SegmentManifest
+from vectorload.storage.hnsw import space_for
 from vectorload.storage.reader import FilesystemReader, segment_file_rel_path
-from vectorload.storage.sample import COLLECTION, write_sample
+from vectorload.storage.sample import COLLECTION, SAMPLE_SIZES, SampleSpec, write_sample
 from vectorload_querynode.memory import total_ram
 from vectorload_querynode.testing import QuerynodeProcess
 
@@ -31,21 +33,76 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--size", default="large", choices=["tiny", "small", "medium", "large"], help="sample size"
     )
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=DEFAULT_DIM,
+        help=f"dimension of book_intro: {DEFAULT_DIM} is the sample as tests use it; another value "
+        "builds a bench-only variant with about the same total bytes (fewer, wider rows), "
+        "e.g. 768 for production-like embeddings",
+    )
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where samples are built once")
     p.add_argument("--host", default="127.0.0.9", help="loopback address for the querynode")
     return p
 
 
-def ensure_sample(size: str, cache: Path) -> Path:
-    """The sample `book` of this size under the cache (built on first use, reused after)."""
-    root = cache / size
+DEFAULT_DIM = SAMPLE_SIZES["tiny"].intro_dim  # 64: what `vectorload sample` and the tests use
+WIDE_EF_CONSTRUCTION = 48  # wide variants only: building 768-d graphs with 100 takes far longer
+
+
+def _row_bytes(spec: SampleSpec) -> int:
+    """About how many bytes of segment files one row takes: both vectors, each index's level-0
+    links (2M ids + count), label and level, plus ~90 bytes of scalars, pk and $meta."""
+    return 4 * (spec.intro_dim + spec.cover_dim) + 2 * (4 * 2 * spec.M + 4 + 8 + 8) + 90
+
+
+def bench_spec(size: str, dim: int) -> SampleSpec:
+    """The sample preset `size`, or a bench-only variant with `book_intro` of `dim` dimensions and
+    about the same total bytes: about the preset's rows per segment (segments sized like the
+    sample's, so hnswlib's fixed 2.6 MB per index weighs the same), fewer segments."""
+    base = SAMPLE_SIZES[size]
+    if dim == base.intro_dim:
+        return base
+    if dim < 1:
+        raise SystemExit(f"--dim must be positive, got {dim}")
+    wide = SampleSpec(segments=base.segments, rows_per_segment=1, intro_dim=dim, cover_dim=base.cover_dim)
+    rows = base.segments * base.rows_per_segment * _row_bytes(base) / _row_bytes(wide)  # per partition
+    segments = max(1, round(rows / base.rows_per_segment))
+    return SampleSpec(
+        segments=segments,
+        rows_per_segment=max(1, round(rows / segments)),
+        intro_dim=dim,
+        cover_dim=base.cover_dim,
+        clusters=base.clusters,
+        M=base.M,
+        ef_construction=min(base.ef_construction, WIDE_EF_CONSTRUCTION),
+    )
+
+
+def sample_label(size: str, dim: int) -> str:
+    """Names the cache directory and the results file: `large`, or `large-d768` for a variant."""
+    return size if dim == DEFAULT_DIM else f"{size}-d{dim}"
+
+
+def ensure_sample(size: str, cache: Path, dim: int = DEFAULT_DIM) -> Path:
+    """The sample `book` of this size (and intro dim) under the cache (built on first use)."""
+    label = sample_label(size, dim)
+    root = cache / label
     started = time.monotonic()
-    info = write_sample(root, size=size, seed=0, progress=True)
+    spec = bench_spec(size, dim)
+    info = write_sample(root, size=size, seed=0, progress=True, spec=None if dim == DEFAULT_DIM else spec)
     if info.written_segments:
         print(
-            f"built sample {size} in {time.monotonic() - started:.0f}s: {info.bytes / 1e6:.0f} MB in {root}"
+            f"built sample {label} ({spec.describe()}) in {time.monotonic() - started:.0f}s: "
+            f"{info.bytes / 1e6:.0f} MB in {root}"
         )
     return root
+
+
+def vector_fields(root: Path) -> dict[str, tuple[str, int]]:
+    """hnswlib space and dim of each vector field of `book`, from its schema."""
+    schema: CollectionSchema = FilesystemReader(root).schema(COLLECTION)
+    return {f.name: (space_for(f), f.dim or 0) for f in schema.vector_fields}
 
 
 @dataclass(frozen=True)
@@ -136,3 +193,22 @@ def proc_status(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
     raise KeyError(key)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (the querynode's sha256 helper)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
+def tree_status(pid: int, key: str) -> int:
+    """`proc_status` summed over the process and its children (for VmHWM an upper bound: the
+    children's peaks need not coincide with the parent's)."""
+    total = proc_status(pid, key)
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError, KeyError):
+            total += proc_status(child, key)
+    return total
