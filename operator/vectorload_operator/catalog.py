@@ -1,5 +1,8 @@
 """Collection catalogs (`GET /v1/catalog/{collection}`), cached per (namespace, collection) and
-refreshed every `interval` seconds so segments written after a load are picked up."""
+refreshed every `interval` seconds so segments written after a load are picked up.
+
+`CatalogCache.version` moves when a catalog appears, disappears or differs from the one it
+replaces; a refresh that brings back the same catalog leaves it alone."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vectorload_operator.clients import ClientFor, QuerynodeError
 from vectorload_operator.distribution import NodeView
-from vectorload_operator.nodeapi import NodeApi, NodeError
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +31,21 @@ class CatalogEntry:
 
 
 class CatalogCache:
-    def __init__(self, api: NodeApi, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._api = api
+    def __init__(
+        self, clients: ClientFor, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clients = clients
         self.interval = interval
         self._clock = clock
         self._entries: dict[CatalogKey, CatalogEntry] = {}
+        self.version = 0
 
     def get(self, key: CatalogKey) -> CatalogEntry | None:
         return self._entries.get(key)
 
     def invalidate(self, key: CatalogKey) -> None:
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self.version += 1
 
     async def refresh(self, keys: Iterable[CatalogKey], views: Mapping[str, NodeView]) -> None:
         """Fetch every catalog that is missing or older than the interval, from a ready node
@@ -46,6 +53,7 @@ class CatalogCache:
         wanted = set(keys)
         for stale in set(self._entries) - wanted:
             del self._entries[stale]
+            self.version += 1
         now = self._clock()
         due = [
             k for k in wanted if (e := self._entries.get(k)) is None or now - e.fetched_at >= self.interval
@@ -61,10 +69,21 @@ class CatalogCache:
         ]
         for url in urls:
             started = self._clock()
+            catalog: Mapping[str, Any] | None
             try:
-                catalog = await self._api.catalog(url, collection)
-            except NodeError as exc:
-                log.debug("catalog %s from %s: %s", collection, url, exc.message)
+                catalog = await self._clients(url).catalog(collection)
+            except QuerynodeError as exc:
+                if exc.status != 404:  # 404 CollectionNotFound: the storage has no such collection
+                    log.debug("catalog %s from %s: %s", collection, url, exc.message)
+                    continue
+                catalog = None
+            except OSError as exc:
+                log.debug("catalog %s from %s: %s", collection, url, exc)
                 continue
-            self._entries[key] = CatalogEntry(catalog is not None, catalog, started)
+            old = self._entries.get(key)
+            if old is not None and old.catalog == catalog:
+                self._entries[key] = CatalogEntry(old.found, old.catalog, started)  # same catalog object
+            else:
+                self._entries[key] = CatalogEntry(catalog is not None, catalog, started)
+                self.version += 1
             return

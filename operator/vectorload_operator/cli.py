@@ -9,7 +9,12 @@ import os
 from pathlib import Path
 
 from vectorload_operator.selectors import LabelSelector
-from vectorload_operator.settings import DEFAULT_QUERYNODE_SELECTOR, TOKEN_ENV, OperatorConfig
+from vectorload_operator.settings import (
+    DEFAULT_MAX_TASKS_PER_NODE,
+    DEFAULT_QUERYNODE_SELECTOR,
+    TOKEN_ENV,
+    OperatorConfig,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="address of the metrics and health servers (default 0.0.0.0)",
     )
     p.add_argument(
-        "--max-tasks-per-node", type=int, default=2, help="loads in progress per querynode (default 2)"
+        "--max-tasks-per-node",
+        type=int,
+        default=DEFAULT_MAX_TASKS_PER_NODE,
+        help="loads queued or in progress per querynode; the querynode runs its own --load-concurrency "
+        f"of them at once and reserves memory at admission (default {DEFAULT_MAX_TASKS_PER_NODE})",
     )
     p.add_argument(
         "--dist-pull-interval",

@@ -1,9 +1,22 @@
 """Executes planned tasks through the querynode control API with bounded concurrency per node.
 
-The bound is on *loads in progress* per node: segments the node reports as `loading` plus load
-requests in flight never exceed `max_per_node`. Releases are not bounded (they free memory).
+The bound is on *loads in progress* per node: segments the node reports as `loading`, load
+requests in flight and loads answered since the node's last pull never exceed `max_per_node`
+(`--max-tasks-per-node`, default 16). Releases are not bounded (they free memory).
+
+The bound is a queue depth, not the node's load parallelism: a querynode queues accepted loads
+itself and runs at most its own `--load-concurrency` of them at once, and it admits each segment
+on its own against its memory limit, reserving the memory at admission (a queued load holds its
+reservation, so the next distribution pull shows it in `reservedBytes` and the planner does not
+spend it twice; what does not fit is refused and backed off). A deep bound keeps each node's queue
+full between two passes instead of letting it run dry; it stays bounded so that one resource
+cannot flood a node with thousands of queued requests, and so a spec change or a deletion only
+has that many queued loads to cancel.
+
 A task is not sent again until a distribution pull that started after it finished has been
-seen, so a plan computed from a stale distribution never duplicates a load.
+seen ("settled"), so a plan computed from a stale distribution never duplicates a load.
+`on_finished` is called when a task's request is answered, so the reconcile loop can pull at
+once instead of waiting for its interval.
 """
 
 from __future__ import annotations
@@ -15,10 +28,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from vectorload_operator.clients import ClientFor, QuerynodeError
 from vectorload_operator.core.model import SegmentRef, SegmentState, Task, TaskKind
 from vectorload_operator.distribution import NodeView
 from vectorload_operator.metrics import OperatorMetrics
-from vectorload_operator.nodeapi import NodeApi, NodeError
 
 log = logging.getLogger(__name__)
 
@@ -38,49 +51,55 @@ class Refusal:
 class Executor:
     def __init__(
         self,
-        api: NodeApi,
+        clients: ClientFor,
         max_per_node: int,
         metrics: OperatorMetrics,
         on_refusal: Callable[[Refusal], None],
         clock: Callable[[], float] = time.monotonic,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
-        self._api = api
+        self._clients = clients
         self.max_per_node = max_per_node
         self._metrics = metrics
         self._on_refusal = on_refusal
+        self._on_finished = on_finished
         self._clock = clock
         self._inflight: dict[TaskKey, asyncio.Task[None]] = {}
-        self._finished: dict[TaskKey, float] = {}
+        self._finished: dict[TaskKey, float] = {}  # answered, not yet settled: monotonic answer time
         self.sent: list[Task] = []  # every task sent (bounded; for logs and tests)
 
     def inflight(self) -> int:
         return len(self._inflight)
 
-    def _settled(self, key: TaskKey, views: Mapping[str, NodeView]) -> bool:
-        done_at = self._finished.get(key)
-        if done_at is None:
-            return True
-        pulled = views.get(key[1])
-        if pulled is None or pulled.pulled_at > done_at:
+    def unsettled(self) -> int:
+        """Tasks in flight or answered but not yet seen by a later distribution pull."""
+        return len(self._inflight) + len(self._finished)
+
+    def settle(self, views: Mapping[str, NodeView]) -> int:
+        """Forget answered tasks whose node has been pulled since (or is gone); how many."""
+        done = [
+            key
+            for key, done_at in self._finished.items()
+            if (view := views.get(key[1])) is None or view.pulled_at > done_at
+        ]
+        for key in done:
             del self._finished[key]
-            return True
-        return False
+        return len(done)
 
     def submit(self, tasks: Iterable[Task], views: Mapping[str, NodeView]) -> list[Task]:
         """Start what may start now; return the tasks started."""
-        for gone in [k for k in self._finished if k[1] not in views]:
-            del self._finished[gone]
+        self.settle(views)
         loading: dict[str, int] = defaultdict(int)
         for name, node_view in views.items():
             held = node_view.state.segments.values()
             loading[name] = sum(1 for h in held if h.state is SegmentState.LOADING)
-        for kind, node, _ in self._inflight:
+        for kind, node, _ in (*self._inflight, *self._finished):
             if kind is TaskKind.LOAD:
-                loading[node] += 1
+                loading[node] += 1  # not in the last pull yet: still counts against the bound
         started: list[Task] = []
         for task in tasks:
             key: TaskKey = (task.kind, task.node, task.ref)
-            if key in self._inflight or not self._settled(key, views):
+            if key in self._inflight or key in self._finished:
                 continue
             view = views.get(task.node)
             if view is None or not view.state.ready or view.pod.url is None:
@@ -108,14 +127,16 @@ class Executor:
             self._finished[key] = self._clock()
             self.sent.append(task)
             del self.sent[:-1000]
+            if self._on_finished is not None:
+                self._on_finished()
 
     async def _load(self, task: Task, url: str) -> None:
         fields = None if task.fields is None else sorted(task.fields)
         try:
-            results = await self._api.load(
-                url, task.collection, task.partition, [task.segment], fields, task.skip_dynamic
+            results = await self._clients(url).load(
+                task.collection, task.partition, [task.segment], fields, task.skip_dynamic
             )
-        except NodeError as exc:
+        except QuerynodeError as exc:
             self._metrics.task("load", "error")
             self._on_refusal(Refusal(task, exc.reason, exc.message, self._clock()))
             return
@@ -133,8 +154,8 @@ class Executor:
 
     async def _release(self, task: Task, url: str) -> None:
         try:
-            await self._api.release(url, task.collection, [(task.partition, task.segment)])
-        except NodeError as exc:
+            await self._clients(url).release(task.collection, [(task.partition, task.segment)])
+        except QuerynodeError as exc:
             self._metrics.task("release", "error")
             log.warning("release of %s on %s failed: %s", task.ref, task.node, exc.message)
             return

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 LOAD_STATES = ("NotLoad", "Loading", "Loaded", "Releasing", "Failed")
+SETTLED_STATES = frozenset({"Loaded", "NotLoad"})  # a settled collection is never stuck
 LOAD_DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -81,6 +82,7 @@ class OperatorMetrics:
         self._nodes: set[str] = set()
         self._serving = False
         self._progress_seen: dict[tuple[str, str], int] = {}
+        self._settled: set[tuple[str, str]] = set()
 
     def observe_collection(
         self,
@@ -100,9 +102,20 @@ class OperatorMetrics:
         self.degraded_replicas.labels(namespace, name).set(degraded_replicas)
         key = (namespace, name)
         stamp = time.time() if now is None else now
-        if self._progress_seen.get(key) != progress or state in {"Loaded", "NotLoad"}:
+        if self._progress_seen.get(key) != progress or state in SETTLED_STATES:
             self.last_progress.labels(namespace, name).set(stamp)
         self._progress_seen[key] = progress
+        if state in SETTLED_STATES:
+            self._settled.add(key)
+        else:
+            self._settled.discard(key)
+
+    def refresh_settled(self, now: float | None = None) -> None:
+        """Keep the last-progress timestamp of settled (Loaded, NotLoad) CollectionLoads fresh
+        on a pass that recomputed no status because nothing changed."""
+        stamp = time.time() if now is None else now
+        for namespace, name in self._settled:
+            self.last_progress.labels(namespace, name).set(stamp)
 
     def forget_collection(self, namespace: str, name: str, collection: str) -> None:
         for gauge, labels in (
@@ -116,6 +129,7 @@ class OperatorMetrics:
             with contextlib.suppress(KeyError):
                 self.load_state.remove(namespace, name, collection, s)
         self._progress_seen.pop((namespace, name), None)
+        self._settled.discard((namespace, name))
 
     def observe_nodes(self, nodes: Iterable[tuple[str, bool, int | None, int | None]]) -> None:
         """(name, ready, capacity bytes, used bytes) for every known querynode."""

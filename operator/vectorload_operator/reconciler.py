@@ -1,5 +1,17 @@
 """The reconcile loop: pull distribution → refresh catalogs → build targets → core `plan()` →
-execute tasks → observe status, events and metrics. One pass every `dist_pull_interval`.
+execute tasks → observe status, events and metrics.
+
+When passes run: every `interval` (`--dist-pull-interval`) at the latest — the pull is every
+node's heartbeat. Sooner when woken: a task's request was answered, a CollectionLoad was created,
+changed or deleted, or the previous pull showed a change; the next pass then starts `debounce`
+seconds after the last one ended (several wakes in that time make one pass), and never sooner
+than the last pass took (so passes use at most about half of the time). While loads are under
+way (a node reports `loading`, or a task is not settled yet) passes run every `busy_interval`.
+
+Idle passes are cheap: when neither the registry, the catalogs, the pods nor any node's
+distribution changed since the last planned pass, no task was answered since, and no backoff
+timer is due, the pass only pulls (and refreshes catalogs when due) and skips planning and
+status computation. A failure's retry time and the failure memory's horizon are such timers.
 
 Each namespace is one querynode pool: a CollectionLoad uses the querynode pods of its own
 namespace (the operator's selector, narrowed by `spec.querynodeSelector`).
@@ -24,9 +36,11 @@ from vectorload_operator.core import (
     PlannerSettings,
     Problem,
     ReplicaPlacement,
+    SegmentState,
     SpecProblem,
     TaskKind,
 )
+from vectorload_operator.core.backoff import retry_at
 from vectorload_operator.distribution import DistributionPuller, NodeView
 from vectorload_operator.events import Events, ObjectRef
 from vectorload_operator.executor import Executor, Refusal
@@ -83,29 +97,44 @@ class Reconciler:
         pods: PodSource,
         puller: DistributionPuller,
         catalogs: CatalogCache,
-        executor_factory: Callable[[Callable[[Refusal], None]], Executor],
+        executor_factory: Callable[[Callable[[Refusal], None], Callable[[], None]], Executor],
         writer: StatusWriter,
         events: Events,
         metrics: OperatorMetrics,
         interval: float,
         planner: PlannerSettings | None = None,
+        debounce: float = 0.05,
+        busy_interval: float | None = None,
     ) -> None:
         self.registry = registry
         self._pods = pods
         self._puller = puller
         self._catalogs = catalogs
-        self.executor = executor_factory(self._refused)
+        self.executor = executor_factory(self._refused, self.wake)
         self._writer = writer
         self._events = events
         self._metrics = metrics
         self.interval = interval
+        self.debounce = debounce
+        self.busy_interval = (
+            busy_interval if busy_interval is not None else min(interval, max(debounce, interval / 5))
+        )
         self._planner = planner or PlannerSettings()
         self._placements: dict[str, Placement] = {}
         self._backoff: dict[str, BackoffState] = {}
         self._memory: dict[tuple[str, str], _Memory] = {}
         self._seeded_status: set[tuple[str, str]] = set()
-        self.passes = 0
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fingerprint: tuple[int, ...] | None = None
+        self._refusals = 0
+        self._next_due = float("inf")  # monotonic time of the next backoff timer
+        self._pull_changed = False
+        self._busy = False
+        self.passes = 0  # every pass (every pull)
+        self.planned = 0  # passes that planned and recomputed status
         self.views: dict[str, NodeView] = {}
+        registry.listen(self.wake)
 
     # ------------------------------------------------------------------ time helpers
     @staticmethod
@@ -121,11 +150,30 @@ class Reconciler:
         self._backoff[ns] = core.record_failure(
             state, refusal.task.node, refusal.task.ref, refusal.at, refusal.reason, refusal.message
         )
+        self._refusals += 1
+
+    def wake(self) -> None:
+        """Run the next pass soon (debounced) instead of after the full interval. Thread-safe:
+        kopf runs the synchronous handlers that change the registry in worker threads."""
+        loop = self._loop
+        if loop is None:
+            self._wake.set()
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._wake.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         while True:
             started = self._mono()
+            self._wake.clear()  # a wake during the pass makes the next pass come soon
             try:
                 await self.pass_once()
             except asyncio.CancelledError:
@@ -133,12 +181,43 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile pass failed")
                 self._metrics.reconcile_errors.inc()
-            elapsed = self._mono() - started
-            await asyncio.sleep(max(self.interval - elapsed, 0.05))
+            await self._pause(self._mono() - started)
+
+    def next_delay(self, took: float) -> float:
+        """Seconds from the end of a pass that took `took` to the next pass, unless woken."""
+        gap = max(self.debounce, took)
+        if self._pull_changed:
+            return gap
+        wait = self.busy_interval if self._busy else self.interval
+        wait = min(wait, self._next_due - self._mono())
+        return max(wait - took, gap)
+
+    async def _pause(self, took: float) -> None:
+        ended = self._mono()
+        delay = self.next_delay(took)
+        if not self._wake.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                return
+        rest = ended + max(self.debounce, took) - self._mono()
+        if rest > 0:
+            await asyncio.sleep(rest)  # debounce: wakes meanwhile join this pass
+
+    def _unchanged(self, fingerprint: tuple[int, ...], settled: int, now: float) -> bool:
+        """Nothing the plan or the status depends on changed since the last planned pass."""
+        return (
+            fingerprint == self._fingerprint
+            and settled == 0
+            and self.executor.unsettled() == 0
+            and now < self._next_due
+        )
 
     async def pass_once(self) -> None:
         pods = dict(self._pods())
+        revision = self._puller.revision
         self.views = views = await self._puller.pull(pods)
+        self._pull_changed = self._puller.revision != revision
         entries = list(self.registry)
         for e in entries:
             if e.key not in self._seeded_status:
@@ -148,6 +227,17 @@ class Reconciler:
         await self._catalogs.refresh(
             {(e.namespace, e.collection) for e in entries if not e.deleting and e.collection}, views
         )
+        settled = self.executor.settle(views)
+        self._busy = self.executor.unsettled() > 0 or any(
+            h.state is SegmentState.LOADING for v in views.values() for h in v.state.segments.values()
+        )
+        self.passes += 1
+        fingerprint = (self.registry.version, self._catalogs.version, self._puller.revision, self._refusals)
+        if self._unchanged(fingerprint, settled, self._mono()):
+            self._metrics.refresh_settled()
+            return
+        self._fingerprint = fingerprint
+        self._next_due = float("inf")
         for ns in sorted(namespaces):
             self._reconcile_pool(
                 ns,
@@ -166,7 +256,7 @@ class Reconciler:
         live = {e.key for e in self.registry}
         for key in [k for k in self._memory if k not in live]:
             del self._memory[key]
-        self.passes += 1
+        self.planned += 1
 
     # ------------------------------------------------------------------ one pool
     def _reconcile_pool(self, ns: str, entries: list[Entry], views: Mapping[str, NodeView]) -> None:
@@ -194,6 +284,7 @@ class Reconciler:
             retain=frozenset(retain),
         )
         self._backoff[ns] = result.backoff
+        self._next_due = min(self._next_due, self._timer_due(result.backoff, now))
         for key in [k for k in self._placements if k.startswith(f"{ns}/")]:
             if key not in result.placements:
                 del self._placements[key]
@@ -222,6 +313,19 @@ class Reconciler:
             self._publish(e, observed, inputs, mem)
             if e.deleting:
                 self._check_released(e, live, nodes, result.tasks)
+
+    def _timer_due(self, backoff: BackoffState, now: float) -> float:
+        """The earliest future time a failure record changes the plan: a retry becomes due or
+        the record leaves the failure memory."""
+        due = float("inf")
+        for record in backoff.records.values():
+            for at in (
+                retry_at(record, self._planner),
+                record.last_attempt + self._planner.failure_memory_s,
+            ):
+                if at > now:
+                    due = min(due, at)
+        return due
 
     def _inputs_for(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +39,21 @@ class Entry:
 
 
 class Registry:
+    """CollectionLoads by (namespace, name). `version` moves on every change, and every
+    listener is called (the reconcile loop wakes up for a new or changed resource)."""
+
     def __init__(self) -> None:
         self._entries: dict[Key, Entry] = {}
-        self.changed = asyncio.Event()
+        self.version = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for callback in self._listeners:
+            callback()
 
     def upsert(self, body: Mapping[str, Any]) -> Entry:
         meta = body.get("metadata") or {}
@@ -67,18 +79,18 @@ class Registry:
                 deleting=bool(meta.get("deletionTimestamp")),
             )
             self._entries[key] = entry
-        self.changed.set()
+        self._changed()
         return entry
 
     def mark_deleting(self, body: Mapping[str, Any]) -> Entry:
         entry = self.upsert(body)
         entry.deleting = True
-        self.changed.set()
+        self._changed()
         return entry
 
     def remove(self, key: Key) -> Entry | None:
         entry = self._entries.pop(key, None)
-        self.changed.set()
+        self._changed()
         return entry
 
     def get(self, key: Key) -> Entry | None:

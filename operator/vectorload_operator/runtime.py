@@ -6,12 +6,12 @@ import asyncio
 import logging
 
 from vectorload_operator.catalog import CatalogCache
+from vectorload_operator.clients import QuerynodeClients
 from vectorload_operator.distribution import DistributionPuller
 from vectorload_operator.events import Events
 from vectorload_operator.executor import Executor
 from vectorload_operator.kube import KubeApi, load_config
 from vectorload_operator.metrics import OperatorMetrics
-from vectorload_operator.nodeapi import HttpNodeApi
 from vectorload_operator.pods import parse_pod
 from vectorload_operator.reconciler import PodSource, Reconciler
 from vectorload_operator.registry import Registry
@@ -30,7 +30,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.reconciler: Reconciler | None = None
         self.kube: KubeApi | None = None
-        self.api: HttpNodeApi | None = None
+        self.clients: QuerynodeClients | None = None
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -42,7 +42,7 @@ class Runtime:
         cfg = self.config
         load_config()
         self.kube = kube = KubeApi()
-        self.api = api = HttpNodeApi(self.token.get, timeout=cfg.request_timeout)
+        self.clients = clients = QuerynodeClients(self.token.get, timeout=cfg.request_timeout)
         for body in await kube.list_collectionloads(self.namespaces):
             self.registry.upsert(body)
         await self._wait_for_index(kube, pods)
@@ -51,10 +51,10 @@ class Runtime:
         self.reconciler = Reconciler(
             registry=self.registry,
             pods=pods,
-            puller=DistributionPuller(api),
-            catalogs=CatalogCache(api, cfg.catalog_interval),
-            executor_factory=lambda on_refusal: Executor(
-                api, cfg.max_tasks_per_node, self.metrics, on_refusal
+            puller=DistributionPuller(clients),
+            catalogs=CatalogCache(clients, cfg.catalog_interval),
+            executor_factory=lambda on_refusal, on_finished: Executor(
+                clients, cfg.max_tasks_per_node, self.metrics, on_refusal, on_finished=on_finished
             ),
             writer=writer,
             events=events,
@@ -92,5 +92,5 @@ class Runtime:
         self._tasks.clear()
         if self.reconciler is not None:
             await self.reconciler.executor.close()
-        if self.api is not None:
-            await self.api.close()
+        if self.clients is not None:
+            await self.clients.close()

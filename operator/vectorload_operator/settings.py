@@ -10,6 +10,8 @@ from vectorload_operator.selectors import LabelSelector
 
 DEFAULT_QUERYNODE_SELECTOR = "app.kubernetes.io/component=querynode"
 TOKEN_ENV = "VECTORLOAD_TOKEN"  # noqa: S105 (the variable name, not a secret)
+# loads queued or in progress per querynode (see executor.py for why 16 is safe)
+DEFAULT_MAX_TASKS_PER_NODE = 16
 FINALIZER = "vectorload.io/release"
 CRD_GROUP = "vectorload.io"
 CRD_VERSION = "v1alpha1"
@@ -28,7 +30,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     bind_address: str = "0.0.0.0"
-    max_tasks_per_node: int = 2
+    max_tasks_per_node: int = DEFAULT_MAX_TASKS_PER_NODE
     dist_pull_interval: float = 0.5
     status_interval: float = 0.4
     catalog_interval: float = 2.0

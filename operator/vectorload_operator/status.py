@@ -1,5 +1,7 @@
 """The coalescing status writer: at most one merge-patch per resource every `interval` seconds,
-and only when the computed status differs from what was last written."""
+and only when the computed status differs from what was last written. A change of `loadState`
+(Loading, Loaded, ...) is written at once: it happens a few times per generation, and clients
+wait for it (`kubectl wait`, watches)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class _Entry:
     desired: dict[str, Any] | None = None
     last_write: float = float("-inf")
     failures: int = 0
+    urgent: bool = False  # loadState changed: write without waiting for the interval
 
 
 class StatusWriter:
@@ -67,6 +70,7 @@ class StatusWriter:
             entry.desired = None
             return
         entry.desired = desired
+        entry.urgent = desired.get("loadState") != entry.written.get("loadState")
         self._wake.set()
 
     def forget(self, key: ObjectKey) -> None:
@@ -88,8 +92,10 @@ class StatusWriter:
         for key, entry in self._entries.items():
             if entry.desired is None:
                 continue
-            backoff = min(self.interval * (2**entry.failures), 10.0) if entry.failures else self.interval
-            at = entry.last_write + backoff
+            if entry.failures:
+                at = entry.last_write + min(self.interval * (2**entry.failures), 10.0)
+            else:
+                at = now if entry.urgent else entry.last_write + self.interval
             if at <= now:
                 due.append((key, entry, entry.desired))
             else:
@@ -98,7 +104,8 @@ class StatusWriter:
             await asyncio.gather(*(self._write(key, entry, desired) for key, entry, desired in due))
             for _, entry, _ in due:
                 if entry.desired is not None:
-                    next_due = self.interval if next_due is None else min(next_due, self.interval)
+                    wait = 0.0 if entry.urgent and not entry.failures else self.interval
+                    next_due = wait if next_due is None else min(next_due, wait)
         return next_due
 
     async def _write(self, key: ObjectKey, entry: _Entry, desired: dict[str, Any]) -> None:
@@ -121,6 +128,8 @@ class StatusWriter:
         entry.written = desired
         if entry.desired is desired or entry.desired == desired:
             entry.desired = None
+        if entry.desired is None or entry.desired.get("loadState") == desired.get("loadState"):
+            entry.urgent = False
 
     async def run(self) -> None:
         while True:
