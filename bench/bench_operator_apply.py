@@ -10,33 +10,24 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.bench_querynode_load import bare_load_seconds
-from bench.common import DEFAULT_CACHE, ensure_sample, warm_page_cache, write_result
 from bench.operator_common import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    Cluster,
-    Operator,
-    Pool,
+    Bench,
     Watcher,
-    bench_workdir,
-    collection_load,
-    held_segments,
+    add_common_args,
     index_specs,
-    is_loaded,
-    kubectl_apply,
-    loadavg,
     median,
-    wait_for,
+    operator_bench,
+    prepared_sample,
+    write_result,
 )
 from vectorload.storage.sample import COLLECTION
+from vectorload_operator.testing import QuerynodePool, collection_load, is_loaded, loaded_segments, wait_for
 
 
-def direct_load_seconds(pool: Pool, placement: dict[str, list[tuple[str, str]]]) -> float:
+def direct_load_seconds(pool: QuerynodePool, placement: dict[str, list[tuple[str, str]]]) -> float:
     """Load each node's segments through its own API, all nodes at once; seconds until all loaded."""
     started = time.monotonic()
     errors: list[str] = []
@@ -54,7 +45,7 @@ def direct_load_seconds(pool: Pool, placement: dict[str, list[tuple[str, str]]])
                 errors.append(f"{name}: {answer}")
                 return
         while True:
-            loaded = held_segments(pool.distribution(name), COLLECTION)
+            loaded = loaded_segments(pool.distribution(name))
             if len(loaded) == len(segs):
                 return
             time.sleep(0.02)
@@ -69,37 +60,32 @@ def direct_load_seconds(pool: Pool, placement: dict[str, list[tuple[str, str]]])
     return time.monotonic() - started
 
 
-def release_all(pool: Pool) -> None:
+def release_all(pool: QuerynodePool) -> None:
     for qn in pool.nodes.values():
         qn.request("POST", "/v1/segments/release", {"collection": COLLECTION, "segments": None})
 
 
-def nothing_held(pool: Pool) -> bool:
+def nothing_held(pool: QuerynodePool) -> bool:
     return all(not pool.distribution(n)["segments"] for n in pool.nodes)
 
 
-def one_round(
-    cluster: Cluster, ns: str, pool: Pool, operator: Operator, watcher: Watcher, root: Path
-) -> dict[str, Any]:
-    wait_for("querynodes empty", lambda: nothing_held(pool), timeout=60)
+def one_round(bench: Bench, watcher: Watcher) -> dict[str, Any]:
+    pool, operator = bench.pool, bench.operator
+    wait_for("querynodes empty", lambda: nothing_held(pool), timeout=60, interval=0.05)
     time.sleep(1.0)  # let the operator settle (a pass or two) before the clock starts
     started = time.monotonic()
-    kubectl_apply(cluster, ns, [collection_load("book", {"collection": COLLECTION})])
+    pool.kubectl_apply([collection_load("book", {"collection": COLLECTION})])
     created = time.monotonic()
     seen = watcher.wait(is_loaded, after=started, timeout=300, what="Loaded")
     apply_to_loaded = seen.at - started
-    held = {n: held_segments(pool.distribution(n), COLLECTION) for n in pool.nodes}
+    held = {n: loaded_segments(pool.distribution(n)) for n in pool.nodes}
     placement = {n: [(part, seg) for part, seg, _ in segs] for n, segs in held.items()}
     share_bytes = {n: sum(b for *_, b in segs) for n, segs in held.items()}
     busiest = max(share_bytes, key=lambda n: share_bytes[n])
-    bare = bare_load_seconds(index_specs(root, COLLECTION, placement[busiest]))
-    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "book")
-    wait_for("querynodes released", lambda: nothing_held(pool), timeout=60)
-    wait_for(
-        "CollectionLoad gone",
-        lambda: not cluster.collection_loads(ns),
-        timeout=60,
-    )
+    bare = bare_load_seconds(index_specs(pool.root, placement[busiest]))
+    pool.delete("book")
+    wait_for("querynodes released", lambda: nothing_held(pool), timeout=60, interval=0.05)
+    wait_for("CollectionLoad gone", lambda: not pool.collection_loads(), timeout=60, interval=0.05)
     # the same placement straight through the querynodes; the operator is stopped meanwhile (it
     # would release segments no CollectionLoad wants)
     operator.stop()
@@ -123,47 +109,27 @@ def one_round(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", default="large", choices=["tiny", "small", "medium", "large"])
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--nodes", type=int, default=2, help="querynodes (2-3)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument(
-        "--operator-arg",
-        action="append",
-        default=[],
-        help="extra operator flag (repeat); default flags otherwise",
-    )
-    p.add_argument("--label", default="", help="suffix of the results file name (e.g. for other flags)")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    add_common_args(p)
     args = p.parse_args()
 
-    root = ensure_sample(args.size, args.cache_dir)
-    warm_page_cache([f for f in root.rglob("*") if f.is_file()])
+    root = prepared_sample(args.size, args.cache_dir)
     rounds: list[dict[str, Any]] = []
-    load_before = loadavg()
-    with bench_workdir("vectorload-bench-apply-", args.keep) as workdir:
-        cluster = Cluster(workdir).start()
-        ns = cluster.namespace("bench-apply")
-        pool = Pool(cluster, ns, root, workdir)
-        operator = Operator(cluster, workdir, args.operator_arg)
-        try:
-            for i in range(args.nodes):
-                pool.add_node(f"qn-{i}", memory_limit="8Gi")
-            operator.start()
-            with Watcher(cluster, ns) as watcher:
-                for r in range(args.rounds):
-                    row = one_round(cluster, ns, pool, operator, watcher, root)
-                    rounds.append({"round": r + 1, **row})
-                    print(
-                        f"round {r + 1}: apply→Loaded {row['apply_to_loaded_s']:.3f}s "
-                        f"(kubectl {row['kubectl_apply_s']:.3f}s), bare load_index of the busiest share "
-                        f"{row['bare_load_index_busiest_s']:.3f}s, querynodes direct "
-                        f"{row['querynodes_direct_s']:.3f}s, overhead {row['overhead_s']:+.3f}s"
-                    )
-        finally:
-            operator.stop()
-            pool.stop_all()
-            cluster.stop()
-    load_after = loadavg()
+    with operator_bench("vectorload-bench-apply-", "bench-apply", root, args) as bench:
+        for i in range(args.nodes):
+            bench.pool.add_node(f"qn-{i}", memory_limit="8Gi")
+        bench.operator.start()
+        with Watcher(bench.cluster, bench.ns) as watcher:
+            for r in range(args.rounds):
+                row = one_round(bench, watcher)
+                rounds.append({"round": r + 1, **row})
+                print(
+                    f"round {r + 1}: apply→Loaded {row['apply_to_loaded_s']:.3f}s "
+                    f"(kubectl {row['kubectl_apply_s']:.3f}s), bare load_index of the busiest share "
+                    f"{row['bare_load_index_busiest_s']:.3f}s, querynodes direct "
+                    f"{row['querynodes_direct_s']:.3f}s, overhead {row['overhead_s']:+.3f}s"
+                )
 
     med = {k: median([row[k] for row in rounds]) for k in (
         "apply_to_loaded_s", "kubectl_apply_s", "created_to_loaded_s", "bare_load_index_busiest_s",
@@ -178,16 +144,13 @@ def main() -> None:
         "ratio_median": med["apply_to_loaded_s"] / med["bare_load_index_busiest_s"],
         "operator_over_direct_s_median": med["apply_to_loaded_s"] - med["querynodes_direct_s"],
         "goal_overhead_s": 0.5,
-        "operator_flags": args.operator_arg or "defaults",
-        "loadavg_before": load_before,
-        "loadavg_after": load_after,
         "note": "bare = hnswlib load_index of the busiest node's index files in one fresh process "
         "(page cache warm); the querynodes also verify sha256 and load scalar columns and $meta",
     }
-    path = write_result("operator_apply", args.size + (f"-{args.label}" if args.label else ""), result)
+    path = write_result("operator_apply", args.size, args, bench, result)
     print(
         f"\nsample {args.size}, {args.nodes} querynodes, {args.rounds} rounds (median); "
-        f"loadavg {load_before[0]:.1f} → {load_after[0]:.1f}"
+        f"loadavg {result['loadavg_before'][0]:.1f} → {result['loadavg_after'][0]:.1f}"
     )
     print(f"apply → Loaded:                       {med['apply_to_loaded_s']:.3f} s")
     print(f"  of which kubectl apply:             {med['kubectl_apply_s']:.3f} s")

@@ -15,28 +15,27 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.bench_querynode_load import bare_load_seconds
-from bench.common import DEFAULT_CACHE, ensure_sample, warm_page_cache, write_result
 from bench.operator_common import (
-    Cluster,
-    Operator,
-    Pool,
     Watcher,
-    bench_workdir,
-    collection_load,
-    condition,
-    held_segments,
+    add_common_args,
     index_specs,
-    is_loaded,
-    kubectl_apply,
-    loadavg,
     median,
-    wait_for,
+    operator_bench,
+    prepared_sample,
+    write_result,
 )
 from vectorload.storage.sample import COLLECTION
+from vectorload_operator.testing import (
+    QuerynodePool,
+    collection_load,
+    condition,
+    is_loaded,
+    loaded_segments,
+    wait_for,
+)
 
 MODES = ("unreachable", "notready")
 
@@ -61,7 +60,7 @@ def noticed(obj: dict[str, Any]) -> bool:
     )
 
 
-def settled(pool: Pool, watcher: Watcher) -> bool:
+def settled(pool: QuerynodePool, watcher: Watcher) -> bool:
     """Loaded and Ready, and no querynode is loading anything."""
     if not watcher.events:
         return False
@@ -71,10 +70,10 @@ def settled(pool: Pool, watcher: Watcher) -> bool:
     return all(s["state"] == "loaded" for n in pool.nodes for s in pool.distribution(n)["segments"])
 
 
-def trial(pool: Pool, watcher: Watcher, root: Path, mode: str) -> dict[str, Any]:
+def trial(pool: QuerynodePool, watcher: Watcher, mode: str) -> dict[str, Any]:
     wait_for("settled", lambda: settled(pool, watcher), timeout=120, interval=0.1)
     time.sleep(1.0)
-    held = {n: held_segments(pool.distribution(n), COLLECTION) for n in pool.nodes}
+    held = {n: loaded_segments(pool.distribution(n)) for n in pool.nodes}
     victim = max(held, key=lambda n: (len(held[n]), n))
     moved = [(part, seg) for part, seg, _ in held[victim]]
     killed = time.monotonic()
@@ -84,7 +83,7 @@ def trial(pool: Pool, watcher: Watcher, root: Path, mode: str) -> dict[str, Any]
     seen = watcher.wait(recovered_without(victim), after=killed, timeout=120, what="Loaded again")
     recovered = seen.at - killed
     detections = [e.at - killed for e in watcher.events if killed <= e.at <= seen.at and noticed(e.obj)]
-    reload = bare_load_seconds(index_specs(pool.root, COLLECTION, moved))
+    reload = bare_load_seconds(index_specs(pool.root, moved))
     pool.remove_node(victim)
     return {
         "mode": mode,
@@ -101,46 +100,32 @@ def trial(pool: Pool, watcher: Watcher, root: Path, mode: str) -> dict[str, Any]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", default="medium", choices=["tiny", "small", "medium", "large"])
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--trials", type=int, default=3, help="trials per mode")
-    p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeat)")
-    p.add_argument("--label", default="", help="suffix of the results file name (e.g. for other flags)")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    add_common_args(p)
     args = p.parse_args()
 
-    root = ensure_sample(args.size, args.cache_dir)
-    warm_page_cache([f for f in root.rglob("*") if f.is_file()])
+    root = prepared_sample(args.size, args.cache_dir)
     trials: list[dict[str, Any]] = []
-    load_before = loadavg()
-    with bench_workdir("vectorload-bench-failover-", args.keep) as workdir:
-        cluster = Cluster(workdir).start()
-        ns = cluster.namespace("bench-failover")
-        pool = Pool(cluster, ns, root, workdir)
-        operator = Operator(cluster, workdir, args.operator_arg)
+    with operator_bench("vectorload-bench-failover-", "bench-failover", root, args) as bench:
+        pool = bench.pool
         names = (f"qn-{i}" for i in itertools.count())
-        try:
-            for _ in range(args.nodes):
+        for _ in range(args.nodes):
+            pool.add_node(next(names), memory_limit="8Gi")
+        bench.operator.start()
+        with Watcher(bench.cluster, bench.ns) as watcher:
+            pool.kubectl_apply([collection_load("book", {"collection": COLLECTION})])
+            for i, mode in enumerate(m for _ in range(args.trials) for m in MODES):
+                row = trial(pool, watcher, mode)
+                trials.append({"trial": i + 1, **row})
+                first = row["first_status_change_s"]
+                print(
+                    f"trial {i + 1} ({mode}): {row['moved_segments']} segments of {row['victim']} moved, "
+                    f"Loaded again after {row['recovered_s']:.2f}s "
+                    f"(first status change {'-' if first is None else f'{first:.2f}s'}), "
+                    f"bare reload {row['bare_reload_s']:.3f}s, net {row['net_s']:.2f}s"
+                )
                 pool.add_node(next(names), memory_limit="8Gi")
-            operator.start()
-            with Watcher(cluster, ns) as watcher:
-                kubectl_apply(cluster, ns, [collection_load("book", {"collection": COLLECTION})])
-                for i, mode in enumerate(m for _ in range(args.trials) for m in MODES):
-                    row = trial(pool, watcher, root, mode)
-                    trials.append({"trial": i + 1, **row})
-                    first = row["first_status_change_s"]
-                    print(
-                        f"trial {i + 1} ({mode}): {row['moved_segments']} segments of {row['victim']} moved, "
-                        f"Loaded again after {row['recovered_s']:.2f}s "
-                        f"(first status change {'-' if first is None else f'{first:.2f}s'}), "
-                        f"bare reload {row['bare_reload_s']:.3f}s, net {row['net_s']:.2f}s"
-                    )
-                    pool.add_node(next(names), memory_limit="8Gi")
-        finally:
-            operator.stop()
-            pool.stop_all()
-            cluster.stop()
-    load_after = loadavg()
 
     summary: dict[str, Any] = {}
     for mode in MODES:
@@ -158,16 +143,13 @@ def main() -> None:
         "summary": summary,
         "goal_net_s": 5.0,
         "milvus_session_ttl_s": 30.0,
-        "operator_flags": args.operator_arg or "defaults",
-        "loadavg_before": load_before,
-        "loadavg_after": load_after,
         "note": "net = (kill → Loaded again on the survivors) − bare load_index of the moved segments' "
         "index files, sequential in one process; the survivors reload them in parallel",
     }
-    path = write_result("operator_failover", args.size + (f"-{args.label}" if args.label else ""), result)
+    path = write_result("operator_failover", args.size, args, bench, result)
     print(
         f"\nsample {args.size}, {args.nodes} querynodes, {args.trials} trials per mode; "
-        f"loadavg {load_before[0]:.1f} → {load_after[0]:.1f}"
+        f"loadavg {result['loadavg_before'][0]:.1f} → {result['loadavg_after'][0]:.1f}"
     )
     for mode, s in summary.items():
         print(

@@ -19,27 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DEFAULT_CACHE, write_result
+from bench.common import proc_status
 from bench.operator_common import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    Cluster,
-    Operator,
-    Pool,
     RssSampler,
-    bench_workdir,
-    collection_load,
+    add_common_args,
     cpu_seconds,
-    is_loaded,
-    loadavg,
-    proc_kb,
+    operator_bench,
     request_delta,
-    wait_for,
+    write_result,
 )
 from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, FieldSchema
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
+from vectorload_operator.settings import CRD_GROUP, CRD_PLURAL
+from vectorload_operator.testing import QuerynodePool, is_loaded, wait_for
 
 Requests = dict[tuple[str, str, str, str], float]
 
@@ -83,7 +76,7 @@ def ensure_storage(root: Path, collections: int, segments: int, rows: int, dim: 
     return time.monotonic() - started
 
 
-def direct_load_seconds(pool: Pool, collections: int, segments: int) -> float:
+def direct_load_seconds(pool: QuerynodePool, collections: int, segments: int) -> float:
     """Every segment through the querynodes' API without the operator: collection i on node
     i mod nodes, one load request per collection, nodes in parallel; seconds until all loaded."""
     names = sorted(pool.nodes)
@@ -144,83 +137,66 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=8)
     p.add_argument("--idle-window", type=float, default=15.0, help="seconds of background measurement")
     p.add_argument("--quiet-window", type=float, default=15.0, help="seconds measured once all are Loaded")
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeat)")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    add_common_args(p)
     args = p.parse_args()
     n, segs = args.resources, args.segments
 
     root = args.cache_dir / f"operator-scale-s{segs}-r{args.rows}-d{args.dim}"
     wrote = ensure_storage(root, n, segs, args.rows, args.dim)
     print(f"storage: {n} collections × {segs} segments in {root} ({wrote:.1f}s to write what was missing)")
-    load_before = loadavg()
-    with bench_workdir("vectorload-bench-scale-", args.keep) as workdir:
-        cluster = Cluster(workdir).start()
-        ns = cluster.namespace("bench-scale")
-        pool = Pool(cluster, ns, root, workdir)
-        operator = Operator(cluster, workdir, args.operator_arg)
-        try:
-            for i in range(args.nodes):
-                pool.add_node(f"qn-{i}", memory_limit="2Gi")  # each tiny index accounts ~2.6 MB
-            direct = direct_load_seconds(pool, n, segs)
-            print(f"querynodes alone: {n * segs} segments loaded in {direct:.2f}s")
+    with operator_bench("vectorload-bench-scale-", "bench-scale", root, args) as bench:
+        cluster, pool, operator = bench.cluster, bench.pool, bench.operator
+        for i in range(args.nodes):
+            pool.add_node(f"qn-{i}", memory_limit="2Gi")  # each tiny index accounts ~2.6 MB
+        direct = direct_load_seconds(pool, n, segs)
+        print(f"querynodes alone: {n * segs} segments loaded in {direct:.2f}s")
 
-            # background: the cluster without the operator
-            time.sleep(2.0)
-            a = cluster.apiserver_requests()
-            time.sleep(args.idle_window)
-            b = cluster.apiserver_requests()
-            # (kube-apiserver does not count GET /metrics in apiserver_request_total)
-            idle_rate = {k: v / args.idle_window for k, v in request_delta(a, b).items()}
+        # background: the cluster without the operator
+        time.sleep(2.0)
+        a = cluster.apiserver_requests()
+        time.sleep(args.idle_window)
+        b = cluster.apiserver_requests()
+        # (kube-apiserver does not count GET /metrics in apiserver_request_total)
+        idle_rate = {k: v / args.idle_window for k, v in request_delta(a, b).items()}
 
-            before = cluster.apiserver_requests()
-            t_start = time.monotonic()
-            operator.start()
-            cpu_start_up = cpu_seconds(operator.pid)
-            with RssSampler(operator.pid) as rss:
-                t_apply = time.monotonic()
-                for i in range(n):
-                    cluster.custom.create_namespaced_custom_object(
-                        GROUP, VERSION, ns, PLURAL, collection_load(collection_name(i),
-                                                                    {"collection": collection_name(i)})
-                    )  # fmt: skip
-                created = time.monotonic() - t_apply
-                polls = 0
-                loaded = 0
-                while True:
-                    items = cluster.collection_loads(ns)
-                    polls += 1
-                    loaded = sum(1 for obj in items if is_loaded(obj))
-                    if loaded == n:
-                        break
-                    if time.monotonic() - t_apply > 900:
-                        raise TimeoutError(f"only {loaded}/{n} Loaded after 900s")
-                    time.sleep(0.5)
-                all_loaded = time.monotonic() - t_apply
-                cpu_loaded = cpu_seconds(operator.pid)
-                t_loaded = time.monotonic()
-                after_load = cluster.apiserver_requests()
-                time.sleep(args.quiet_window)
-                after_quiet = cluster.apiserver_requests()
-                cpu_quiet = cpu_seconds(operator.pid)
-            peak_rss = proc_kb(operator.pid, "VmHWM")
-            rss_end = proc_kb(operator.pid, "VmRSS")
-            load_seconds = t_loaded - t_start
-            own_load: Requests = {
-                ("POST", GROUP, PLURAL, ""): float(n),
-                ("LIST", GROUP, PLURAL, ""): float(polls),
-            }
-            load_total, load_by = attributed(
-                request_delta(before, after_load), idle_rate, load_seconds, own_load
-            )
-            quiet_total, quiet_by = attributed(
-                request_delta(after_load, after_quiet), idle_rate, args.quiet_window, {}
-            )
-        finally:
-            operator.stop()
-            pool.stop_all()
-            cluster.stop()
-    load_after = loadavg()
+        before = cluster.apiserver_requests()
+        t_start = time.monotonic()
+        operator.start()
+        cpu_start_up = cpu_seconds(operator.pid)
+        with RssSampler(operator.pid) as rss:
+            t_apply = time.monotonic()
+            for i in range(n):
+                pool.apply(collection_name(i), {"collection": collection_name(i)})
+            created = time.monotonic() - t_apply
+            polls = 0
+            loaded = 0
+            while True:
+                items = pool.collection_loads()
+                polls += 1
+                loaded = sum(1 for obj in items if is_loaded(obj))
+                if loaded == n:
+                    break
+                if time.monotonic() - t_apply > 900:
+                    raise TimeoutError(f"only {loaded}/{n} Loaded after 900s")
+                time.sleep(0.5)
+            all_loaded = time.monotonic() - t_apply
+            cpu_loaded = cpu_seconds(operator.pid)
+            t_loaded = time.monotonic()
+            after_load = cluster.apiserver_requests()
+            time.sleep(args.quiet_window)
+            after_quiet = cluster.apiserver_requests()
+            cpu_quiet = cpu_seconds(operator.pid)
+        peak_rss = proc_status(operator.pid, "VmHWM")
+        rss_end = proc_status(operator.pid, "VmRSS")
+        load_seconds = t_loaded - t_start
+        own_load: Requests = {
+            ("POST", CRD_GROUP, CRD_PLURAL, ""): float(n),
+            ("LIST", CRD_GROUP, CRD_PLURAL, ""): float(polls),
+        }
+        load_total, load_by = attributed(request_delta(before, after_load), idle_rate, load_seconds, own_load)
+        quiet_total, quiet_by = attributed(
+            request_delta(after_load, after_quiet), idle_rate, args.quiet_window, {}
+        )
 
     result: dict[str, Any] = {
         "resources": n,
@@ -245,16 +221,13 @@ def main() -> None:
         "apiserver_rps_quiet": quiet_total / args.quiet_window,
         "apiserver_requests_quiet_by_kind": quiet_by,
         "background_rps_without_operator": sum(idle_rate.values()),
-        "operator_flags": args.operator_arg or "defaults",
-        "loadavg_before": load_before,
-        "loadavg_after": load_after,
         "note": "requests = apiserver_request_total delta − background rate × window − the benchmark's own "
         "(creates, LIST polls); watches count when they end; GET /metrics is not counted by the API server",
     }
-    path = write_result("operator_scale", f"{n}x{segs}", result)
+    path = write_result("operator_scale", f"{n}x{segs}", args, bench, result)
     print(
         f"\n{n} CollectionLoads × {segs} segments on {args.nodes} querynodes; "
-        f"loadavg {load_before[0]:.1f} → {load_after[0]:.1f}"
+        f"loadavg {result['loadavg_before'][0]:.1f} → {result['loadavg_after'][0]:.1f}"
     )
     print(f"create {n} objects: {created:.1f}s; all Loaded after {all_loaded:.1f}s from the first create")
     print(f"querynodes alone, same segments: {direct:.2f}s  (ratio {all_loaded / direct:.1f})")

@@ -1,61 +1,45 @@
-"""Shared plumbing of the operator benchmarks: the same real pieces as `tests/operator/` — a local
-control plane (etcd + kube-apiserver + kube-controller-manager) with the CollectionLoad CRD,
-querynode processes on 127.x.y.z behind Pod objects whose status the benchmark sets (a fake
-kubelet), and `vectorload operator` as a subprocess."""
+"""Shared plumbing of the operator benchmarks: the harness of `tests/operator/`
+(`vectorload_operator.testing`: querynode processes on 127.1.x.y behind Pod objects whose status
+the benchmark sets, `vectorload operator` as a subprocess) on a fresh local control plane (etcd +
+kube-apiserver + kube-controller-manager) with the CollectionLoad CRD, plus what every operator
+benchmark does around it: common flags, setup and teardown, CPU/RSS readings, a watch that
+timestamps every CollectionLoad event, and the results file."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import itertools
-import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from bench.common import DEFAULT_CACHE, ensure_sample, proc_status, segments, vector_fields, warm_page_cache
+from bench.common import write_result as write_result_file
 from vectorload.devcluster.binaries import ensure_built
 from vectorload.devcluster.cli import install_crds
 from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.storage.hnsw import space_for
-from vectorload.storage.reader import FilesystemReader, segment_file_rel_path
-from vectorload_querynode.testing import QuerynodeProcess, free_port
+from vectorload_operator.settings import CRD_GROUP, CRD_PLURAL, CRD_VERSION
+from vectorload_operator.testing import KubeClients, OperatorProcess, QuerynodePool, loopback_hosts, wait_for
 
-GROUP, VERSION, PLURAL = "vectorload.io", "v1alpha1", "collectionloads"
 TOKEN = "bench-operator-token"
-QUERYNODE_LABELS = {"app.kubernetes.io/component": "querynode"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # loopback addresses of benchmark querynodes (the operator tests use 127.0.20.x - 127.0.249.x)
-_hosts = (f"127.1.{a}.{b}" for a, b in itertools.product(range(1, 250), range(2, 250)))
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+_hosts = loopback_hosts(1)
 
 
 def loadavg() -> tuple[float, float, float]:
-    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
-    return float(one), float(five), float(fifteen)
+    return os.getloadavg()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -63,14 +47,6 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     rest = stat[stat.rindex(")") + 2 :].split()  # fields from 3 on; the command may hold spaces
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
-
-
-def proc_kb(pid: int, key: str) -> int:
-    """A `kB` field of /proc/PID/status (VmRSS, VmHWM) in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(key)
 
 
 # ------------------------------------------------------------------------------ control plane
@@ -86,17 +62,11 @@ class Cluster:
     def start(self) -> Cluster:
         self.plane.start()
         install_crds(self.plane)
-        api_client = config.new_client_from_config(config_file=str(self.plane.kubeconfig))  # type: ignore[no-untyped-call]
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
+        self.kube = KubeClients.of(self.plane)
         return self
 
     def stop(self) -> None:
         self.plane.stop(remove_state=False)
-
-    def collection_loads(self, namespace: str) -> list[dict[str, Any]]:
-        answer: Any = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        return list(answer["items"])
 
     def namespace(self, name: str) -> str:
         self.plane.kubectl("create", "namespace", name)
@@ -108,7 +78,6 @@ class Cluster:
                 == 0
             ),
             timeout=30,
-            interval=0.1,
         )
         return name
 
@@ -140,62 +109,6 @@ def request_delta(
 # ------------------------------------------------------------------------------------ operator
 
 
-class Operator:
-    """`vectorload operator --all-namespaces` as a subprocess (logs to a file)."""
-
-    def __init__(self, cluster: Cluster, workdir: Path, extra_args: list[str] | None = None) -> None:
-        self.cluster = cluster
-        self.log_path = workdir / "operator.log"
-        self.token_file = workdir / "querynode-token"
-        self.token_file.write_text(TOKEN)
-        self.metrics_port = free_port()
-        self.health_port = free_port()
-        self.extra_args = extra_args or []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "vectorload.cli", "operator", "--all-namespaces",
-            "--token-file", str(self.token_file),
-            "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-            "--bind-address", "127.0.0.1",
-            *self.extra_args,
-        ]  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> Operator:
-        env = {**self.cluster.plane.env(), "KUBECONFIG": str(self.cluster.plane.kubeconfig)}
-        env.pop("VECTORLOAD_TOKEN", None)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for("operator liveness", self._alive, timeout=60, interval=0.1)
-        return self
-
-    def _alive(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"operator exited ({self.proc.returncode}); see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 class RssSampler:
     """Samples a process's VmRSS every `interval` seconds in a thread; VmHWM is the kernel's peak."""
 
@@ -209,7 +122,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(OSError, KeyError):
-                self.max_rss = max(self.max_rss, proc_kb(self.pid, "VmRSS"))
+                self.max_rss = max(self.max_rss, proc_status(self.pid, "VmRSS"))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -221,99 +134,7 @@ class RssSampler:
         self._thread.join()
 
 
-# ----------------------------------------------------------------------------------- querynodes
-
-
-class Pool:
-    """Querynode processes of one namespace and their Pod objects (status set by us)."""
-
-    def __init__(self, cluster: Cluster, namespace: str, root: Path, workdir: Path) -> None:
-        self.cluster = cluster
-        self.ns = namespace
-        self.root = root
-        self.workdir = workdir
-        self.nodes: dict[str, QuerynodeProcess] = {}
-
-    def add_node(self, name: str, memory_limit: str = "2Gi", extra_args: list[str] | None = None) -> None:
-        qn = QuerynodeProcess(
-            self.root,
-            host=next(_hosts),
-            token=TOKEN,
-            memory_limit=memory_limit,
-            node_name=name,
-            extra_args=extra_args,
-            log_path=self.workdir / f"{self.ns}-{name}.log",
-        ).start()
-        self.nodes[name] = qn
-        pod: Any = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": dict(QUERYNODE_LABELS)},
-            "spec": {
-                "containers": [
-                    {"name": "querynode", "image": "vectorload:dev",
-                     "ports": [{"name": "http", "containerPort": qn.port}]}
-                ]
-            },
-        }  # fmt: skip
-        self.cluster.core.create_namespaced_pod(self.ns, pod)
-        self.set_ready(name, True)
-
-    def set_ready(self, name: str, ready: bool) -> None:
-        qn = self.nodes[name]
-        status = {
-            "status": {
-                "phase": "Running",
-                "podIP": qn.host,
-                "podIPs": [{"ip": qn.host}],
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            }
-        }
-        self.cluster.core.patch_namespaced_pod_status(name, self.ns, status)
-
-    def remove_node(self, name: str) -> None:
-        """Kill the process (if alive) and delete its Pod at once."""
-        self.nodes.pop(name).kill()
-        with contextlib.suppress(ApiException):
-            self.cluster.core.delete_namespaced_pod(name, self.ns, grace_period_seconds=0)
-
-    def distribution(self, name: str) -> dict[str, Any]:
-        status, body = self.nodes[name].request("GET", "/v1/distribution", timeout=10)
-        if status != 200:
-            raise RuntimeError(f"distribution of {name}: {status} {body}")
-        return dict(body)
-
-    def stop_all(self) -> None:
-        for qn in self.nodes.values():
-            qn.kill()
-
-
 # ------------------------------------------------------------------------------ CollectionLoads
-
-
-def collection_load(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CollectionLoad", "metadata": {"name": name},
-            "spec": spec}  # fmt: skip
-
-
-def kubectl_apply(cluster: Cluster, namespace: str, objects: list[dict[str, Any]]) -> None:
-    doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    cluster.plane.kubectl("-n", namespace, "apply", "-f", "-", input=doc)
-
-
-def is_loaded(obj: dict[str, Any]) -> bool:
-    """loadState Loaded for the current generation."""
-    st = obj.get("status") or {}
-    return bool(
-        st.get("loadState") == "Loaded" and st.get("observedGeneration") == obj["metadata"].get("generation")
-    )
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return dict(c)
-    return {}
 
 
 @dataclass
@@ -357,11 +178,11 @@ class Watcher:
                 kwargs["resource_version"] = rv
             try:
                 for ev in self._watch.stream(  # type: ignore[no-untyped-call]
-                    self.cluster.custom.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
+                    self.cluster.kube.custom.list_namespaced_custom_object,
+                    CRD_GROUP,
+                    CRD_VERSION,
                     self.namespace,
-                    PLURAL,
+                    CRD_PLURAL,
                     **kwargs,
                 ):
                     now = time.monotonic()
@@ -398,6 +219,78 @@ class Watcher:
                 self._cond.wait(left)
 
 
+# ------------------------------------------------------------------------------- one benchmark
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Flags every operator benchmark takes."""
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="extra operator flag (repeat); default flags otherwise",
+    )
+    p.add_argument("--label", default="", help="suffix of the results file name (e.g. for other flags)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+
+
+def prepared_sample(size: str, cache_dir: Path) -> Path:
+    """The sample of `size` (built once in `cache_dir`), its files read into the page cache."""
+    root = ensure_sample(size, cache_dir)
+    warm_page_cache([f for f in root.rglob("*") if f.is_file()])
+    return root
+
+
+@dataclass
+class Bench:
+    """What a benchmark runs against: one namespace of querynodes and the operator (not started)."""
+
+    workdir: Path
+    cluster: Cluster
+    pool: QuerynodePool
+    operator: OperatorProcess
+    load_before: tuple[float, float, float]
+
+    @property
+    def ns(self) -> str:
+        return self.pool.ns
+
+
+@contextlib.contextmanager
+def operator_bench(prefix: str, namespace: str, root: Path, args: argparse.Namespace) -> Iterator[Bench]:
+    """A fresh control plane with namespace `namespace`, an empty querynode pool on storage
+    `root` and an operator with `args.operator_arg`; everything is stopped at the end."""
+    load_before = loadavg()
+    with bench_workdir(prefix, args.keep) as workdir:
+        cluster = Cluster(workdir).start()
+        try:
+            pool = QuerynodePool(
+                cluster.plane, cluster.namespace(namespace), root, workdir, TOKEN, _hosts, cluster.kube
+            )
+            operator = OperatorProcess(cluster.plane, workdir, TOKEN, args.operator_arg)
+            try:
+                yield Bench(workdir, cluster, pool, operator, load_before)
+            finally:
+                operator.stop()
+                pool.stop_all()
+        finally:
+            cluster.stop()
+
+
+def write_result(
+    benchmark: str, size: str, args: argparse.Namespace, bench: Bench, data: dict[str, Any]
+) -> Path:
+    """`bench/results/<benchmark>_<size>[-label].json`; adds to `data` the operator flags and the
+    load average before and after (other work on the machine skews every figure)."""
+    data.update(
+        operator_flags=args.operator_arg or "defaults",
+        loadavg_before=bench.load_before,
+        loadavg_after=loadavg(),
+    )
+    return write_result_file(benchmark, size + (f"-{args.label}" if args.label else ""), data)
+
+
 @contextlib.contextmanager
 def bench_workdir(prefix: str, keep: bool = False) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -419,23 +312,14 @@ def median(values: list[float]) -> float:
 # ------------------------------------------------------------------------------- bare baseline
 
 
-def index_specs(root: Path, collection: str, held: list[tuple[str, str]]) -> list[str]:
-    """`space|dim|path` of every vector index file of the given (partition, segment) pairs, as
-    `bench.bench_querynode_load.bare_load_seconds` takes them."""
-    reader = FilesystemReader(root)
-    schema = reader.schema(collection)
-    specs = []
-    for partition, segment in sorted(held):
-        manifest = reader.segment(collection, partition, segment)
-        for f in schema.vector_fields:
-            specs.append(f"{space_for(f)}|{f.dim}|{root / segment_file_rel_path(manifest, f.name)}")
-    return specs
-
-
-def held_segments(dist: dict[str, Any], collection: str) -> list[tuple[str, str, int]]:
-    """(partition, segment, bytes) a querynode reports loaded for `collection`."""
+def index_specs(root: Path, held: list[tuple[str, str]]) -> list[str]:
+    """`space|dim|path` of every vector index file of the given (partition, segment) pairs of the
+    sample collection, as `bench.bench_querynode_load.bare_load_seconds` takes them."""
+    fields = vector_fields(root)
+    wanted = set(held)
     return [
-        (s["partition"], s["segment"], int(s.get("bytes") or 0))
-        for s in dist["segments"]
-        if s["collection"] == collection and s["state"] == "loaded"
+        f"{space}|{dim}|{seg.paths[name]}"
+        for seg in sorted(segments(root), key=lambda seg: (seg.manifest.partition, seg.manifest.segment_id))
+        if (seg.manifest.partition, seg.manifest.segment_id) in wanted
+        for name, (space, dim) in fields.items()
     ]

@@ -1,22 +1,25 @@
-"""Fixtures for the operator's cluster tests (see operator_harness.py)."""
+"""Fixtures for the operator's cluster tests (harness: `vectorload_operator.testing`)."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# tests/operator has no __init__.py (a package named `operator` would shadow the stdlib)
-sys.path.insert(0, str(Path(__file__).parent))
-
-from operator_harness import TOKEN, OperatorProcess, Pool
-
 from vectorload.devcluster.controlplane import ControlPlane
 from vectorload.storage.sample import write_sample
+from vectorload_operator.testing import OperatorProcess, QuerynodePool
+
+# short intervals: a test sees a change within a fraction of a second
+TEST_OPERATOR_ARGS = [
+    "--dist-pull-interval", "0.25",
+    "--status-interval", "0.3",
+    "--catalog-interval", "1",
+    "--request-timeout", "1",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +38,8 @@ def sample_root(op_workdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def operator_proc(crd_installed: ControlPlane, op_workdir: Path) -> Iterator[OperatorProcess]:
-    token_file = op_workdir / "token"
-    token_file.write_text(TOKEN)
-    proc = OperatorProcess(crd_installed, op_workdir / "operator.log", token_file)
-    proc.start()
+    proc = OperatorProcess(crd_installed, op_workdir, extra_args=TEST_OPERATOR_ARGS)
+    proc.start(timeout=30)
     yield proc
     proc.stop()
 
@@ -46,8 +47,8 @@ def operator_proc(crd_installed: ControlPlane, op_workdir: Path) -> Iterator[Ope
 @pytest.fixture
 def operator(operator_proc: OperatorProcess) -> Iterator[OperatorProcess]:
     """The session's operator, running (restarted if a test stopped it); log tail on failure."""
-    if operator_proc.proc is None or operator_proc.proc.poll() is not None:
-        operator_proc.start()
+    if not operator_proc.running:
+        operator_proc.start(timeout=30)
     yield operator_proc
 
 
@@ -58,8 +59,8 @@ def pool(
     namespace: str,
     sample_root: Path,
     op_workdir: Path,
-) -> Iterator[Pool]:
-    p = Pool(crd_installed, namespace, sample_root, op_workdir)
+) -> Iterator[QuerynodePool]:
+    p = QuerynodePool(crd_installed, namespace, sample_root, op_workdir)
     yield p
     p.stop_all()
 

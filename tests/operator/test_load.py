@@ -6,12 +6,15 @@ import threading
 import time
 
 import pytest
-from operator_harness import OperatorProcess, Pool, wait_for
+
+from vectorload_operator.testing import OperatorProcess, QuerynodePool, wait_for
 
 pytestmark = pytest.mark.cluster
 
 
-def _sample_progress(pool: Pool, name: str, stop: threading.Event, seen: list[tuple[int, int]]) -> None:
+def _sample_progress(
+    pool: QuerynodePool, name: str, stop: threading.Event, seen: list[tuple[int, int]]
+) -> None:
     while not stop.is_set():
         try:
             st = pool.status(name)
@@ -22,7 +25,7 @@ def _sample_progress(pool: Pool, name: str, stop: threading.Event, seen: list[tu
         time.sleep(0.05)
 
 
-def test_load_all_status_events_metrics_then_delete(pool: Pool, operator: OperatorProcess) -> None:
+def test_load_all_status_events_metrics_then_delete(pool: QuerynodePool, operator: OperatorProcess) -> None:
     pool.add_node("qn-0")
     stop, seen = threading.Event(), []
     sampler = threading.Thread(target=_sample_progress, args=(pool, "book", stop, seen), daemon=True)
@@ -76,7 +79,7 @@ def test_load_all_status_events_metrics_then_delete(pool: Pool, operator: Operat
     assert "Released" in [r for _, r, _ in pool.events("book")]
 
 
-def test_named_partitions_add_and_remove(pool: Pool) -> None:
+def test_named_partitions_add_and_remove(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.apply("book", {"collection": "book", "partitions": ["novel"]})
     st = pool.wait_state("book", "Loaded", timeout=30)
@@ -98,7 +101,7 @@ def test_named_partitions_add_and_remove(pool: Pool) -> None:
     assert [p["name"] for p in st["partitions"]] == ["poetry"]
 
 
-def test_collection_and_partition_not_found(pool: Pool) -> None:
+def test_collection_and_partition_not_found(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.apply("nope", {"collection": "no_such_collection"})
     pool.apply("badpart", {"collection": "book", "partitions": ["novel", "essays"]})
@@ -116,7 +119,7 @@ def test_collection_and_partition_not_found(pool: Pool) -> None:
     pool.wait_state("badpart", "Loaded", timeout=30)
 
 
-def test_load_fields_subset_invalid_spec_and_skip_dynamic(pool: Pool) -> None:
+def test_load_fields_subset_invalid_spec_and_skip_dynamic(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.apply(
         "book",
@@ -145,7 +148,7 @@ def test_load_fields_subset_invalid_spec_and_skip_dynamic(pool: Pool) -> None:
     wait_for("InvalidSpec event", lambda: "InvalidSpec" in [r for _, r, _ in pool.events("book")], timeout=10)
 
 
-def test_delete_while_loading(pool: Pool) -> None:
+def test_delete_while_loading(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.apply("book", {"collection": "book"})
     wait_for("loading started", lambda: pool.held("qn-0", None), timeout=20, interval=0.02)
@@ -157,7 +160,7 @@ def test_delete_while_loading(pool: Pool) -> None:
     assert pool.held("qn-0", None) == set()
 
 
-def test_collection_conflict_older_wins(pool: Pool) -> None:
+def test_collection_conflict_older_wins(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.apply("first", {"collection": "book", "partitions": ["novel"]})
     time.sleep(1.1)  # creationTimestamp has a one-second resolution

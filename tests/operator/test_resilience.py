@@ -9,21 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
-from operator_harness import OperatorProcess, Pool, wait_for
 
 from vectorload.devcluster.controlplane import ControlPlane
 from vectorload.storage.sample import SAMPLE_SIZES, generate_segment
 from vectorload.storage.writer import CollectionWriter
+from vectorload_operator.testing import OperatorProcess, QuerynodePool, wait_for
 
 pytestmark = pytest.mark.cluster
 ALL = 9  # tiny sample: 3 partitions x 3 segments
 
 
-def _ready(pool: Pool, name: str) -> dict[str, str]:
+def _ready(pool: QuerynodePool, name: str) -> dict[str, str]:
     return pool.condition(name, "Ready")
 
 
-def test_replicas_insufficient_nodes_then_scale_without_release(pool: Pool) -> None:
+def test_replicas_insufficient_nodes_then_scale_without_release(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.add_node("qn-1")
     pool.apply("book", {"collection": "book", "replicas": 3})
@@ -57,7 +57,7 @@ def test_replicas_insufficient_nodes_then_scale_without_release(pool: Pool) -> N
     assert not lost, "a full copy was lost while scaling"
 
 
-def _scale(pool: Pool) -> None:
+def _scale(pool: QuerynodePool) -> None:
     pool.patch_spec("book", {"replicas": 1})
     st = pool.wait_state("book", "Loaded", timeout=30)
     wait_for(
@@ -73,7 +73,7 @@ def _scale(pool: Pool) -> None:
     assert len(pool.held(keeper)) == ALL
 
 
-def test_insufficient_memory_resolves_when_a_node_is_added(pool: Pool) -> None:
+def test_insufficient_memory_resolves_when_a_node_is_added(pool: QuerynodePool) -> None:
     pool.add_node("small", memory_limit="600Ki")
     pool.apply("book", {"collection": "book"})
     wait_for(
@@ -86,7 +86,7 @@ def test_insufficient_memory_resolves_when_a_node_is_added(pool: Pool) -> None:
     assert st["replicas"][0]["loadedSegments"] == ALL
 
 
-def test_killed_querynode_fails_over_within_5s(pool: Pool) -> None:
+def test_killed_querynode_fails_over_within_5s(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.add_node("qn-1")
     pool.apply("book", {"collection": "book"})
@@ -114,7 +114,7 @@ def test_killed_querynode_fails_over_within_5s(pool: Pool) -> None:
     assert detection < 5.0, detection
 
 
-def test_restarted_empty_querynode_is_reloaded(pool: Pool) -> None:
+def test_restarted_empty_querynode_is_reloaded(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.apply("book", {"collection": "book", "partitions": ["novel"]})
     pool.wait_state("book", "Loaded", timeout=30)
@@ -125,7 +125,9 @@ def test_restarted_empty_querynode_is_reloaded(pool: Pool) -> None:
     wait_for("Ready", lambda: _ready(pool, "book").get("status") == "True", timeout=10)
 
 
-def test_segment_written_after_loaded_is_loaded(pool: Pool, tmp_path: Path, sample_root: Path) -> None:
+def test_segment_written_after_loaded_is_loaded(
+    pool: QuerynodePool, tmp_path: Path, sample_root: Path
+) -> None:
     root = tmp_path / "storage"
     shutil.copytree(sample_root, root)
     pool.root = root
@@ -152,7 +154,11 @@ def test_segment_written_after_loaded_is_loaded(pool: Pool, tmp_path: Path, samp
 
 
 def test_corrupt_segment_degrades_with_backoff_others_unaffected(
-    pool: Pool, operator: OperatorProcess, tmp_path: Path, sample_root: Path, crd_installed: ControlPlane
+    pool: QuerynodePool,
+    operator: OperatorProcess,
+    tmp_path: Path,
+    sample_root: Path,
+    crd_installed: ControlPlane,
 ) -> None:
     root = tmp_path / "storage"
     shutil.copytree(sample_root, root)
@@ -163,7 +169,7 @@ def test_corrupt_segment_degrades_with_backoff_others_unaffected(
     # another resource on another pool, with healthy storage
     other_ns = f"{pool.ns}-b"
     crd_installed.kubectl("create", "namespace", other_ns)
-    other = Pool(crd_installed, other_ns, sample_root, pool.workdir)
+    other = QuerynodePool(crd_installed, other_ns, sample_root, pool.workdir)
     try:
         other.add_node("qn-0")
         other.apply("book", {"collection": "book", "partitions": ["novel"]})
@@ -196,7 +202,7 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_operator_restart_mid_load_no_duplicates_and_orphans_released(
-    pool: Pool, operator: OperatorProcess
+    pool: QuerynodePool, operator: OperatorProcess
 ) -> None:
     qn = pool.add_node("qn-0")
     pool.apply("book", {"collection": "book", "partitions": ["_default", "novel"]})
@@ -222,7 +228,7 @@ def test_operator_restart_mid_load_no_duplicates_and_orphans_released(
     assert _metric(text, "vectorload_querynode_segment_load_cancellations_total") == 0
 
 
-def test_load_fields_change_with_two_replicas_keeps_serving(pool: Pool) -> None:
+def test_load_fields_change_with_two_replicas_keeps_serving(pool: QuerynodePool) -> None:
     pool.add_node("qn-0")
     pool.add_node("qn-1")
     pool.apply("book", {"collection": "book", "partitions": ["novel"], "replicas": 2})
