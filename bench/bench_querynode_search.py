@@ -16,14 +16,16 @@ import numpy.typing as npt
 
 from bench.common import (
     TOKEN,
+    bench_spec,
     ensure_sample,
     load_collection,
     parser,
+    sample_label,
     segments,
     start_querynode,
     write_result,
 )
-from vectorload.storage.sample import SAMPLE_SIZES, sample_queries
+from vectorload.storage.sample import sample_queries
 
 TOP_K = 10
 EF = 64
@@ -84,12 +86,13 @@ def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--seconds", type=float, default=8.0, help="measuring time per figure")
     args = p.parse_args()
-    root = ensure_sample(args.size, args.cache_dir)
+    root = ensure_sample(args.size, args.cache_dir, args.dim)
+    spec = bench_spec(args.size, args.dim)
     segs = segments(root)
-    queries = sample_queries(42, 400, "book_intro", SAMPLE_SIZES[args.size])
+    queries = sample_queries(42, 400, "book_intro", spec)
     indexes = []
     for seg in segs:
-        index = hnswlib.Index(space="l2", dim=64)
+        index = hnswlib.Index(space="l2", dim=spec.intro_dim)
         index.load_index(str(seg.paths["book_intro"]))
         index.set_ef(EF)
         indexes.append(index)
@@ -112,7 +115,7 @@ def main() -> None:
             figures[f"querynode_qps_batch{batch}"] / figures[f"bare_qps_batch{batch}"]
         )
     figures.update({"segments": len(segs), "top_k": TOP_K, "ef": EF, "anns_field": "book_intro"})
-    path = write_result("querynode_search", args.size, figures)
+    path = write_result("querynode_search", sample_label(args.size, args.dim), figures)
     print(f"sample {args.size}: {len(segs)} segments, top-{TOP_K}, ef {EF}, one client / one hnswlib thread")
     for batch in (1, 100):
         bare, qn_qps = figures[f"bare_qps_batch{batch}"], figures[f"querynode_qps_batch{batch}"]
