@@ -84,15 +84,14 @@ VARCHAR_ROW_BYTES = 57  # per value: str object header + array pointer
 META_ROW_BYTES = 16  # per row: start and end offsets into the raw JSON lines
 
 
-def predicted_bytes(manifest: SegmentManifest, spec: LoadSpec, schema: CollectionSchema) -> int:
-    """Bytes the loaded segment will hold: each file's size plus the measured overheads above."""
+def memory_bytes(manifest: SegmentManifest, schema: CollectionSchema) -> dict[str, int]:
+    """Predicted resident bytes per file key (field name or `$meta`): the file's size plus the
+    measured overheads above. The catalog publishes this so the operator places segments with
+    the same arithmetic that admission applies."""
     rows = manifest.rows
-    total = 0
-    for name in spec.files(schema):
-        entry = manifest.files.get(name)
-        if entry is None:
-            continue
-        total += entry.bytes
+    result: dict[str, int] = {}
+    for name, entry in manifest.files.items():
+        total = entry.bytes
         field = schema.field(name)
         if name == DYNAMIC_FIELD:
             total += META_ROW_BYTES * rows
@@ -100,7 +99,14 @@ def predicted_bytes(manifest: SegmentManifest, spec: LoadSpec, schema: Collectio
             total += HNSW_FIXED_BYTES + HNSW_ROW_BYTES * rows
         elif field is not None and field.type == "varchar":
             total += VARCHAR_ROW_BYTES * rows
-    return total
+        result[name] = total
+    return result
+
+
+def predicted_bytes(manifest: SegmentManifest, spec: LoadSpec, schema: CollectionSchema) -> int:
+    """Bytes the loaded segment will hold for this load spec's files."""
+    per_file = memory_bytes(manifest, schema)
+    return sum(per_file.get(name, 0) for name in spec.files(schema))
 
 
 @dataclass

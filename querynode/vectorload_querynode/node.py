@@ -24,7 +24,7 @@ from vectorload.storage.schema_json import schema_to_dict
 from .admission import MemoryAccount, Refused
 from .errors import ApiError
 from .hasher import Hasher
-from .loader import LoadCancelled, LoadSpec, OpenedSegment, load_segment, predicted_bytes
+from .loader import LoadCancelled, LoadSpec, OpenedSegment, load_segment, memory_bytes, predicted_bytes
 from .memory import malloc_trim, resident_bytes
 from .metrics import Metrics
 from .registry import LoadJob, Registry, SegmentKey
@@ -125,7 +125,10 @@ class QueryNode:
         schema = self._schema(collection)
         try:
             partitions = [
-                {"name": p, "segments": [_segment_summary(m) for m in self.reader.segments(collection, p)]}
+                {
+                    "name": p,
+                    "segments": [_segment_summary(m, schema) for m in self.reader.segments(collection, p)],
+                }
                 for p in self.reader.partitions(collection)
             ]
         except StorageError as exc:
@@ -341,10 +344,11 @@ def _label(key: SegmentKey) -> str:
     return f"{key.collection}/{key.partition}/{key.segment}"
 
 
-def _segment_summary(manifest: SegmentManifest) -> dict[str, Any]:
+def _segment_summary(manifest: SegmentManifest, schema: CollectionSchema) -> dict[str, Any]:
     return {
         "id": manifest.segment_id,
         "rows": manifest.rows,
         "bytes": {name: f.bytes for name, f in manifest.files.items()},
         "totalBytes": manifest.total_bytes,
+        "memoryBytes": memory_bytes(manifest, schema),
     }

@@ -67,12 +67,14 @@ def test_catalog(node: QuerynodeProcess, tiny_root: Path) -> None:
     assert [p["name"] for p in catalog["partitions"]] == ["_default", "novel", "poetry"]
     manifest = FilesystemReader(tiny_root).segment("book", "novel", "novel-0000")
     seg = next(s for s in catalog["partitions"][1]["segments"] if s["id"] == "novel-0000")
+    memory = seg.pop("memoryBytes")
     assert seg == {
         "id": "novel-0000",
         "rows": 200,
         "bytes": {name: f.bytes for name, f in manifest.files.items()},
         "totalBytes": manifest.total_bytes,
     }
+    assert set(memory) == set(seg["bytes"])
     status, answer = node.request("GET", "/v1/catalog/nope")
     assert (status, answer["error"]["reason"]) == (404, "CollectionNotFound")
 
@@ -371,3 +373,20 @@ def test_refuses_to_start_without_token(tiny_root: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VECTORLOAD_TOKEN"}
     done = subprocess.run(cmd, env=env, capture_output=True, timeout=60, check=False)
     assert done.returncode == 2 and b"token" in done.stderr
+
+
+def test_catalog_memory_bytes_match_what_admission_charges(node: QuerynodeProcess) -> None:
+    """The operator places segments by the catalog's memoryBytes; they must be the bytes the
+    querynode charges a load (file sizes alone undercount hnswlib's fixed per-index cost)."""
+    status, catalog = node.request("GET", "/v1/catalog/book")
+    assert status == 200
+    novel = next(p for p in catalog["partitions"] if p["name"] == "novel")
+    first = novel["segments"][0]
+    assert set(first["memoryBytes"]) == set(first["bytes"])
+    assert all(first["memoryBytes"][k] >= first["bytes"][k] for k in first["bytes"])
+    assert sum(first["memoryBytes"].values()) > first["totalBytes"]
+    status, _ = load(node, "novel", [first["id"]])
+    assert status == 200
+    wait_for(lambda: segment_states(node).get(("book", "novel", first["id"]), {}).get("state") == "loaded")
+    held = segment_states(node)[("book", "novel", first["id"])]
+    assert held["bytes"] == sum(first["memoryBytes"].values())

@@ -124,7 +124,9 @@ def build_target(key: TargetKey, spec: Mapping[str, Any], catalog: Mapping[str, 
     segments: list[TargetSegment] = []
     for pname in partitions:
         for seg in by_name[pname].get("segments") or []:
-            sizes: Mapping[str, int] = seg.get("bytes") or {}
+            # predicted resident bytes (file sizes + the querynode's measured overheads) when the
+            # catalog publishes them, so placement uses the arithmetic admission applies
+            sizes: Mapping[str, int] = seg.get("memoryBytes") or seg.get("bytes") or {}
             predicted = segment_bytes(sizes, fields, dynamic) if sizes else int(seg.get("totalBytes", 0))
             segments.append(TargetSegment(pname, str(seg["id"]), int(seg.get("rows", 0)), predicted))
     segments.sort(key=lambda s: (s.partition, s.id))

@@ -91,3 +91,12 @@ def test_schema_without_dynamic_field() -> None:
     assert isinstance(t, LoadTarget)
     assert not t.has_dynamic_field and not t.dynamic
     assert t.segments[0].bytes == 100
+
+
+def test_memory_bytes_from_the_catalog_are_preferred_over_file_sizes() -> None:
+    cat = catalog("book", {"novel": [100]})
+    seg = cat["partitions"][0]["segments"][0]
+    seg["memoryBytes"] = {name: n * 3 for name, n in seg["bytes"].items()}
+    t = build_target("ns/a", {"collection": "book"}, cat)
+    assert isinstance(t, LoadTarget)
+    assert t.segments[0].bytes == 300
