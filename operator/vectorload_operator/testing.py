@@ -32,11 +32,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from vectorload.devcluster.controlplane import ControlPlane
+from vectorload.procutil import die_with_parent
 from vectorload.storage.sample import COLLECTION
 from vectorload_operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 from vectorload_querynode.testing import QuerynodeProcess, free_port
 
 __all__ = [
+    "FAKE_SCHEDULER",
     "QUERYNODE_LABELS",
     "TEST_TOKEN",
     "KubeClients",
@@ -52,6 +54,8 @@ __all__ = [
 
 TEST_TOKEN = "operator-test-token"  # noqa: S105 (a throwaway token of local test querynodes)
 QUERYNODE_LABELS = {"app.kubernetes.io/component": "querynode"}
+# no kubelet or scheduler binds pods of this scheduler name: the test plays their kubelet
+FAKE_SCHEDULER = "vectorload-test-fake-kubelet"
 T = TypeVar("T")
 
 
@@ -176,7 +180,9 @@ class OperatorProcess:
         env = self.plane.env()  # the environment with this plane's KUBECONFIG
         env.pop("VECTORLOAD_TOKEN", None)
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+            )
         wait_for("operator liveness", self._alive, timeout=timeout)
         return self
 
@@ -265,13 +271,16 @@ class QuerynodePool:
             "kind": "Pod",
             "metadata": {"name": name, "labels": {**QUERYNODE_LABELS, **(labels or {})}},
             "spec": {
+                # no kubelet or scheduler binds this name: the test is this pod's kubelet, and a
+                # process kubelet running in the same cluster (tests/e2e) must leave it alone
+                "schedulerName": FAKE_SCHEDULER,
                 "containers": [
                     {
                         "name": "querynode",
                         "image": "vectorload:dev",
                         "ports": [{"name": "http", "containerPort": qn.port}],
                     }
-                ]
+                ],
             },
         }
         self.core.create_namespaced_pod(self.ns, pod)

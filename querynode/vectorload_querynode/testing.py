@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from vectorload.procutil import die_with_parent
+
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
@@ -113,6 +115,7 @@ class QuerynodeProcess:
             env=env,
             stdout=self._log if self._log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log is not None else subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # a killed test run leaves no querynode behind
         )
         self.wait_ready(timeout)
         return self

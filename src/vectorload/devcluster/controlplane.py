@@ -8,7 +8,6 @@ find and stop what `vectorload cluster up` started, and removes the directory af
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ import yaml
 
 from vectorload.devcluster import pki as pki_mod
 from vectorload.devcluster.binaries import Binaries, ensure_built
+from vectorload.procutil import die_with_parent
 
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -44,13 +44,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL if the process that started it dies (no orphans)."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 @dataclass
@@ -330,7 +323,7 @@ class ControlPlane:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         log.close()
         self._procs[name] = proc

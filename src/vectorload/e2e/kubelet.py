@@ -8,7 +8,6 @@ The kubelet keeps its state in `<cluster state dir>/kubelet/` and records itself
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 from vectorload.devcluster.controlplane import ControlPlane
+from vectorload.procutil import die_with_parent
 
 PID_FILE = "kubelet.pid"
 KUBELET_DIR = "kubelet"
@@ -25,12 +25,6 @@ KUBELET_DIR = "kubelet"
 
 class KubeletError(RuntimeError):
     pass
-
-
-def _term_with_parent() -> None:
-    """preexec_fn: SIGTERM (a clean kubelet shutdown, pods stopped) when our parent dies."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _start_time(pid: int) -> str | None:
@@ -144,7 +138,8 @@ class BackgroundKubelet:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
-                preexec_fn=None if self.detached else _term_with_parent,
+                # SIGTERM, not SIGKILL: a clean kubelet shutdown that stops its pods
+                preexec_fn=None if self.detached else die_with_parent(signal.SIGTERM),
             )
         self.pid = self.proc.pid
         start = _start_time(self.pid)

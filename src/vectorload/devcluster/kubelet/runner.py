@@ -6,29 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 from vectorload.devcluster.kubelet.podspec import Launch
-
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
-_PRCTL = _LIBC.prctl
-
-
-def _die_with_kubelet(parent: int) -> Callable[[], None]:
-    def preexec() -> None:
-        # runs in the forked child: only async-signal-safe work (the libc handle is loaded already)
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the kubelet died before prctl took effect
-            os._exit(137)
-
-    return preexec
+from vectorload.procutil import die_with_parent
 
 
 def start_time(pid: int) -> int | None:
@@ -75,7 +60,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_kubelet(os.getpid()),
+                preexec_fn=die_with_parent(),
             )
         _write_record(record, proc.pid, launch.argv)
         return cls(proc, record)
@@ -139,7 +124,7 @@ async def run_once(launch: Launch, limit: float) -> tuple[int, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_die_with_kubelet(os.getpid()),
+        preexec_fn=die_with_parent(),
     )
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=limit)
