@@ -172,8 +172,13 @@ def _vectors(body: dict[str, Any]) -> npt.NDArray[np.float32]:
         raise bad("InvalidVectors", "vectors must be lists of numbers, all of the same length")
     for vector in raw:
         for x in vector:
-            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-                raise bad("InvalidVectors", f"vector component {x!r} is not a finite number")
+            try:  # math.isfinite raises OverflowError for ints beyond float (JSON allows them)
+                finite = not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
+            except OverflowError:
+                finite = False
+            if not finite:
+                shown = repr(x) if len(repr(x)) <= 40 else f"{repr(x)[:20]}… ({len(repr(x))} characters)"
+                raise bad("InvalidVectors", f"vector component {shown} is not a finite number")
     with np.errstate(over="ignore"):
         array = np.asarray(raw, dtype=np.float32)
     if not np.all(np.isfinite(array)):

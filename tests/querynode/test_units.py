@@ -131,6 +131,12 @@ def test_release_request_shapes() -> None:
         ({"collection": "c", "vectors": [[1, "a"]]}, "InvalidVectors"),
         ({"collection": "c", "vectors": [[1, True]]}, "InvalidVectors"),
         ({"collection": "c", "vectors": [[1e39]]}, "InvalidVectors"),
+        ({"collection": "c", "vectors": [[1, None]]}, "InvalidVectors"),
+        ({"collection": "c", "vectors": [[1, {"x": 1}]]}, "InvalidVectors"),
+        ({"collection": "c", "vectors": [[1, [2]]]}, "InvalidVectors"),
+        ({"collection": "c", "vectors": [[1, float("nan")]]}, "InvalidVectors"),
+        ({"collection": "c", "vectors": [[float("-inf")]]}, "InvalidVectors"),
+        ({"collection": "c", "vectors": [[10**400]]}, "InvalidVectors"),
         ({"collection": "c", "vectors": [[1]], "topK": 0}, "InvalidRequest"),
         ({"collection": "c", "vectors": [[1]], "topK": 16385}, "InvalidRequest"),
         ({"collection": "c", "vectors": [[1]], "topK": "5"}, "InvalidRequest"),
@@ -143,6 +149,11 @@ def test_search_request_validation(body: dict[str, object], reason: str) -> None
     with pytest.raises(ApiError) as info:
         SearchRequest.parse(body)
     assert (info.value.status, info.value.reason) == (400, reason)
+
+
+def test_search_request_keeps_vector_values() -> None:
+    req = SearchRequest.parse({"collection": "c", "vectors": [[1, -2.5, 3e-3], [0, 0.5, 7]]})
+    assert req.vectors.tolist() == np.array([[1, -2.5, 3e-3], [0, 0.5, 7]], dtype=np.float32).tolist()
 
 
 def test_search_request_accepts_one_bare_vector() -> None:
