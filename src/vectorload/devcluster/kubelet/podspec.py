@@ -471,6 +471,17 @@ def keyed_files(
     return files
 
 
+def object_files(objects: Objects, kind: str, name: str, ref: Json, default_mode: int | None) -> Files:
+    """The files of secret or configMap `name` as a volume (or projected source) `ref` asks."""
+    return keyed_files(
+        objects.get(name),
+        ref.get("items"),
+        default_mode,
+        what=f'{kind} "{name}"',
+        optional=bool(ref.get("optional", False)),
+    )
+
+
 def downward_files(
     pod: Json, items: Iterable[Json] | None, default_mode: int | None, allocatable: Mapping[str, str]
 ) -> Files:
@@ -510,26 +521,10 @@ def projected_files(
     for part in source.get("sources") or []:
         if "secret" in part:
             ref: Json = part["secret"]
-            files.update(
-                keyed_files(
-                    secrets.get(ref["name"]),
-                    ref.get("items"),
-                    mode,
-                    what=f'secret "{ref["name"]}"',
-                    optional=bool(ref.get("optional", False)),
-                )
-            )
+            files.update(object_files(secrets, "secret", ref["name"], ref, mode))
         elif "configMap" in part:
             ref = part["configMap"]
-            files.update(
-                keyed_files(
-                    config_maps.get(ref["name"]),
-                    ref.get("items"),
-                    mode,
-                    what=f'configmap "{ref["name"]}"',
-                    optional=bool(ref.get("optional", False)),
-                )
-            )
+            files.update(object_files(config_maps, "configmap", ref["name"], ref, mode))
         elif "downwardAPI" in part:
             files.update(downward_files(pod, part["downwardAPI"].get("items"), mode, allocatable))
         elif "serviceAccountToken" in part:

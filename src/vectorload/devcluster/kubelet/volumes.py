@@ -15,7 +15,7 @@ from vectorload.devcluster.kubelet.podspec import (
     TokenFile,
     Volume,
     downward_files,
-    keyed_files,
+    object_files,
     projected_files,
 )
 from vectorload.devcluster.kubelet.tokens import write_file
@@ -70,23 +70,9 @@ def materialize(
             continue
         volume.path.mkdir(parents=True, exist_ok=True)
         if volume.kind == "secret":
-            name = source["secretName"]
-            files = keyed_files(
-                secrets.get(name),
-                source.get("items"),
-                source.get("defaultMode"),
-                what=f'secret "{name}"',
-                optional=bool(source.get("optional", False)),
-            )
+            files = object_files(secrets, "secret", source["secretName"], source, source.get("defaultMode"))
         elif volume.kind == "configMap":
-            name = source["name"]
-            files = keyed_files(
-                config_maps.get(name),
-                source.get("items"),
-                source.get("defaultMode"),
-                what=f'configmap "{name}"',
-                optional=bool(source.get("optional", False)),
-            )
+            files = object_files(config_maps, "configmap", source["name"], source, source.get("defaultMode"))
         elif volume.kind == "downwardAPI":
             files = downward_files(pod, source.get("items"), source.get("defaultMode"), allocatable)
         elif volume.kind == "projected":
