@@ -1,19 +1,20 @@
 """Kubernetes Events for CollectionLoads, emitted on transitions only.
 
 `Events.emit` always posts; `Events.transition` posts when the (topic → reason, message) pair
-for an object changes, so a condition that stays the same for hours posts one event.
+for an object changes, so a condition that stays the same for hours posts one event. Which
+transitions emit which events is decided in `event_policy.py`; this module only posts them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vectorload_operator.clock import SYSTEM_CLOCK, Clock, rfc3339
 from vectorload_operator.settings import CRD_GROUP, CRD_KIND, CRD_VERSION
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ class ObjectRef:
         return (self.namespace, self.name)
 
 
-def event_body(ref: ObjectRef, type_: str, reason: str, message: str, now: dt.datetime) -> dict[str, Any]:
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+def event_body(ref: ObjectRef, type_: str, reason: str, message: str, now_wall: float) -> dict[str, Any]:
+    stamp = rfc3339(now_wall)
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -59,15 +60,21 @@ def event_body(ref: ObjectRef, type_: str, reason: str, message: str, now: dt.da
 
 
 class Events:
-    def __init__(self, poster: Poster, on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        poster: Poster,
+        on_error: Callable[[BaseException], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._poster = poster
+        self._clock = clock
         self._on_error = on_error
         self._last: dict[tuple[tuple[str, str], str], tuple[str, str]] = {}
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.posted: list[tuple[str, str, str]] = []  # (object name, reason, message), for logs/tests
 
     def emit(self, ref: ObjectRef, reason: str, message: str, warning: bool = False) -> None:
-        body = event_body(ref, "Warning" if warning else "Normal", reason, message, dt.datetime.now(dt.UTC))
+        body = event_body(ref, "Warning" if warning else "Normal", reason, message, self._clock.wall())
         self._queue.put_nowait((ref.namespace, body))
         self.posted.append((ref.name, reason, message))
         del self.posted[:-500]

@@ -1,6 +1,9 @@
 """kopf handlers: a thin adapter that feeds the registry and the pod index, and starts the loop.
 
-`register(runtime)` attaches everything to kopf's default registry once per process.
+`register(runtime)` attaches everything to kopf's default registry once per process. Every
+handler is `async`: kopf runs it on its event loop (a sync handler would run in a worker thread
+and change the registry while the reconcile loop iterates it), so the registry, the loop and the
+writers share one thread and need no lock.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from typing import Any
 
 import kopf
 
-from vectorload_operator.events import ObjectRef
 from vectorload_operator.pods import QuerynodePod, flatten_index, parse_pod
 from vectorload_operator.runtime import Runtime
 from vectorload_operator.settings import CRD_GROUP, CRD_PLURAL, CRD_VERSION, FINALIZER
@@ -37,7 +39,6 @@ def configure_settings(settings: kopf.OperatorSettings, runtime: Runtime) -> Non
     settings.watching.reconnect_backoff = 0.5
     settings.networking.request_timeout = cfg.watch_client_timeout
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 8
     # Namespace-scoped (the chart's `operator.watchNamespace`): RBAC grants no cluster-wide
     # namespace list/watch, and kopf would retry that forbidden listing for about a minute
     # before serving anything. Declare the restricted mode: the namespaces are exact names.
@@ -58,7 +59,7 @@ def register(runtime: Runtime) -> None:
         return selector.matches(labels)
 
     @kopf.index("pods", when=_is_querynode, id="querynodes")
-    def querynodes(
+    async def querynodes(
         body: kopf.Body, namespace: str | None, name: str, **_: Any
     ) -> dict[tuple[str, str], QuerynodePod]:
         return {(namespace or "", name): parse_pod(body)}
@@ -68,7 +69,7 @@ def register(runtime: Runtime) -> None:
         index: kopf.Index[tuple[str, str], QuerynodePod] = kwargs["querynodes"]
         rt = _runtime()
         configure_settings(settings, rt)
-        rt.metrics.serve(rt.config.metrics_port, rt.config.bind_address)
+        await rt.metrics.serve(rt.config.metrics_port, rt.config.bind_address)
         await rt.start(lambda: flatten_index(index))
 
     @kopf.on.cleanup(id="stop-reconciler")
@@ -78,18 +79,12 @@ def register(runtime: Runtime) -> None:
     @kopf.on.resume(CRD_GROUP, CRD_VERSION, CRD_PLURAL, id="register-resume")
     @kopf.on.create(CRD_GROUP, CRD_VERSION, CRD_PLURAL, id="register-create")
     @kopf.on.update(CRD_GROUP, CRD_VERSION, CRD_PLURAL, id="register-update")
-    def track(body: kopf.Body, diff: kopf.Diff | None = None, **_: Any) -> None:
+    async def track(body: kopf.Body, diff: kopf.Diff | None = None, **_: Any) -> None:
         rt = _runtime()
         entry = rt.registry.upsert(body)
         for op, path, old, new in diff or ():
-            if path == ("spec", "partitions") and rt.reconciler is not None and old:
-                removed = sorted(set(old) - set(new or []))
-                if removed and new:
-                    rt.events.emit(
-                        ObjectRef(entry.namespace, entry.name, entry.uid),
-                        "Released",
-                        f"releasing partitions {', '.join(removed)} of collection {entry.collection}",
-                    )
+            if path == ("spec", "partitions") and rt.publisher is not None:
+                rt.publisher.partitions_changed(entry, old, new)
             log.debug("%s %s: %s", op, path, entry.key)
 
     @kopf.on.delete(CRD_GROUP, CRD_VERSION, CRD_PLURAL, id="release")
@@ -100,15 +95,7 @@ def register(runtime: Runtime) -> None:
             await asyncio.wait_for(entry.released.wait(), timeout=rt.config.delete_timeout)
         except TimeoutError:
             raise kopf.TemporaryError(f"still releasing collection {entry.collection}", delay=1) from None
-        rt.registry.remove(entry.key)
-        if rt.reconciler is not None:
-            rt.events.emit(
-                ObjectRef(entry.namespace, entry.name, entry.uid),
-                "Released",
-                f"collection {entry.collection} released from every querynode",
-            )
-            rt.writer.forget(entry.key)
-        rt.metrics.forget_collection(entry.namespace, entry.name, entry.collection)
+        rt.released(entry)
 
 
 def _runtime() -> Runtime:

@@ -1,13 +1,19 @@
 """Operator metrics (prometheus_client, own registry). Names are a contract with the Grafana
-dashboard and the alert rules; `docs/operator.md` documents each one."""
+dashboard and the alert rules; `docs/operator.md` documents each one.
+
+`/metrics` is served by prometheus_client's own aiohttp handler on the operator's event loop (no
+server thread), started and stopped with the operator."""
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from vectorload_operator.clock import SYSTEM_CLOCK, Clock
 
 LOAD_STATES = ("NotLoad", "Loading", "Loaded", "Releasing", "Failed")
 SETTLED_STATES = frozenset({"Loaded", "NotLoad"})  # a settled collection is never stuck
@@ -15,7 +21,8 @@ LOAD_DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600
 
 
 class OperatorMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.load_progress = Gauge(
@@ -80,7 +87,7 @@ class OperatorMetrics:
         self.querynodes.labels(state="ready").set(0)
         self.querynodes.labels(state="notready").set(0)
         self._nodes: set[str] = set()
-        self._serving = False
+        self._server: web.AppRunner | None = None
         self._progress_seen: dict[tuple[str, str], int] = {}
         self._settled: set[tuple[str, str]] = set()
 
@@ -101,7 +108,7 @@ class OperatorMetrics:
             self.load_state.labels(namespace, name, collection, s).set(1 if s == state else 0)
         self.degraded_replicas.labels(namespace, name).set(degraded_replicas)
         key = (namespace, name)
-        stamp = time.time() if now is None else now
+        stamp = self._clock.wall() if now is None else now
         if self._progress_seen.get(key) != progress or state in SETTLED_STATES:
             self.last_progress.labels(namespace, name).set(stamp)
         self._progress_seen[key] = progress
@@ -113,7 +120,7 @@ class OperatorMetrics:
     def refresh_settled(self, now: float | None = None) -> None:
         """Keep the last-progress timestamp of settled (Loaded, NotLoad) CollectionLoads fresh
         on a pass that recomputed no status because nothing changed."""
-        stamp = time.time() if now is None else now
+        stamp = self._clock.wall() if now is None else now
         for namespace, name in self._settled:
             self.last_progress.labels(namespace, name).set(stamp)
 
@@ -159,8 +166,23 @@ class OperatorMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve(self, port: int, address: str) -> None:
-        """Start the /metrics HTTP server (once per process)."""
-        if not self._serving:
-            start_http_server(port, addr=address, registry=self.registry)
-            self._serving = True
+    async def serve(self, port: int, address: str) -> int:
+        """Serve `/metrics` on this event loop (once; again after `close`); returns the port
+        bound (`port` 0: any free one)."""
+        if self._server is None:
+            app = web.Application()
+            app.router.add_get("/metrics", make_aiohttp_handler(self.registry))
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, address, port).start()
+            except BaseException:
+                await runner.cleanup()
+                raise
+            self._server = runner
+        return int(self._server.addresses[0][1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.cleanup()
+            self._server = None

@@ -1,16 +1,17 @@
 """Status of one CollectionLoad, assembled from the core's observers (`compute_progress`,
-`guard_progress`, `compute_state`, `merge_conditions`) into the CRD's status fields."""
+`guard_progress`, `compute_state`, `compute_waiting_state`, `merge_conditions`) into the CRD's
+status fields. Pure: `Inputs` (built by `inputs.py`) in, `Observed` out; times come in as wall
+seconds."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vectorload_operator.clock import rfc3339
 from vectorload_operator.core import (
     Condition,
-    LoadStatus,
     LoadTarget,
     NodeState,
     Placement,
@@ -19,6 +20,7 @@ from vectorload_operator.core import (
     SpecProblem,
     compute_progress,
     compute_state,
+    compute_waiting_state,
     guard_progress,
     merge_conditions,
 )
@@ -32,10 +34,6 @@ def human_bytes(n: int) -> str:
             return f"{int(value)}B" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     return f"{value:.1f}TiB"
-
-
-def rfc3339(wall: float) -> str:
-    return dt.datetime.fromtimestamp(wall, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def node_name(node_key: str) -> str:
@@ -90,16 +88,9 @@ def observe(inp: Inputs) -> Observed:
         elif inp.failure is not None:
             load = compute_state(inp.failure, None)
         else:
-            assert inp.waiting is not None
-            w = inp.waiting
-            load = LoadStatus(
-                "Loaded" if inp.was_loaded else "NotLoad",
-                (
-                    Condition("Ready", "False", w.reason, w.message),
-                    Condition("Progressing", "False", w.reason, w.message),
-                    Condition("Degraded", "True" if inp.was_loaded else "False", w.reason, w.message),
-                ),
-            )
+            if inp.waiting is None:
+                raise ValueError("Inputs without a target need deleting, failure or waiting")
+            load = compute_waiting_state(inp.waiting, was_loaded=inp.was_loaded)
         progress = guard_progress(0, inp.generation, prev_pct, prev_gen)
         status.update(
             {k: prev[k] for k in ("loadedFields", "partitions", "replicas", "lastFailure") if k in prev}

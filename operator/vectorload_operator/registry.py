@@ -1,13 +1,18 @@
-"""The in-memory registry of CollectionLoads, fed by the kopf handlers (and one initial LIST)."""
+"""The in-memory registry of CollectionLoads, fed by the kopf handlers (and one initial LIST).
+
+Every handler is `async`, so the registry is only ever changed on the operator's event loop,
+between two awaits of the reconcile loop: no lock, and listeners may touch asyncio objects.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from vectorload_operator.clock import SYSTEM_CLOCK, Clock
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -21,8 +26,8 @@ class Entry:
     created: str  # metadata.creationTimestamp (RFC 3339): older wins a CollectionConflict
     spec: dict[str, Any]
     status: dict[str, Any]  # the status at registration (to continue progress and conditions)
+    generation_seen_at: float  # wall time the generation was first seen, for load duration
     deleting: bool = False
-    generation_seen_at: float = field(default_factory=time.time)  # wall time, for load duration
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -42,7 +47,8 @@ class Registry:
     """CollectionLoads by (namespace, name). `version` moves on every change, and every
     listener is called (the reconcile loop wakes up for a new or changed resource)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._entries: dict[Key, Entry] = {}
         self.version = 0
         self._listeners: list[Callable[[], None]] = []
@@ -62,7 +68,7 @@ class Registry:
         old = self._entries.get(key)
         if old is not None and old.uid == str(meta.get("uid")):
             if generation != old.generation:
-                old.generation_seen_at = time.time()
+                old.generation_seen_at = self._clock.wall()
             old.generation = generation
             old.spec = copy.deepcopy(dict(body.get("spec") or {}))
             old.deleting = old.deleting or bool(meta.get("deletionTimestamp"))
@@ -76,6 +82,7 @@ class Registry:
                 created=str(meta.get("creationTimestamp") or ""),
                 spec=copy.deepcopy(dict(body.get("spec") or {})),
                 status=copy.deepcopy(dict(body.get("status") or {})),
+                generation_seen_at=self._clock.wall(),
                 deleting=bool(meta.get("deletionTimestamp")),
             )
             self._entries[key] = entry

@@ -12,17 +12,33 @@ Public API (everything else is internal):
   decreases within one generation.
 - `compute_state(target, progress, problems, failures, *, was_loaded, releasing_segments)
   -> LoadStatus` — loadState and the Ready / Progressing / Degraded conditions.
+- `compute_waiting_state(waiting, *, was_loaded) -> LoadStatus` — the state while no ready node
+  could read the catalog (`catalog_waiting(collection, ready_nodes, replicas)` is that problem).
 - `merge_conditions(previous, new, now, generation) -> list[dict]` — status dicts keeping
   lastTransitionTime while a condition's status holds.
+- `conflict_losers(claims) -> {key: SpecProblem}` — one CollectionLoad per collection and pool,
+  the older wins (reason `CONFLICT` = CollectionConflict).
+- `copy_matches(target, held)` — a held copy has the target's fields (planner and observers).
+- pacing: `next_delay(pacing, outcome, now)`, `debounce_rest(...)`, `must_plan(fingerprint, last,
+  ...)`, `timer_due(backoff, now, settings)` — when the loop's next pass runs and whether it plans.
 - value types: `LoadTarget`, `TargetSegment`, `SpecProblem`, `Problem`, `NodeState`,
   `HeldSegment`, `Reloading`, `SegmentState`, `SegmentRef`, `ReplicaPlacement`, `Placement`, `Task`,
   `TaskKind`, `Plan`, `SegmentFailure`, `BackoffState`, `FailureRecord`, `PlannerSettings`,
   `RebalanceSettings`, `TargetKey`, `Progress`, `ReplicaProgress`, `PartitionProgress`,
-  `Condition`, `LoadStatus`.
+  `Condition`, `LoadStatus`, `Claim`, `Pacing`, `PassOutcome`, `Fingerprint`.
 """
 
 from vectorload_operator.core.backoff import record_failure
-from vectorload_operator.core.conditions import Condition, LoadStatus, compute_state, merge_conditions
+from vectorload_operator.core.conditions import (
+    Condition,
+    LoadStatus,
+    catalog_waiting,
+    compute_state,
+    compute_waiting_state,
+    merge_conditions,
+)
+from vectorload_operator.core.conflicts import CONFLICT, Claim, conflict_losers
+from vectorload_operator.core.copies import copy_matches
 from vectorload_operator.core.model import (
     DYNAMIC_FIELD,
     BackoffState,
@@ -47,6 +63,16 @@ from vectorload_operator.core.model import (
     Task,
     TaskKind,
 )
+from vectorload_operator.core.pacing import (
+    NEVER,
+    Fingerprint,
+    Pacing,
+    PassOutcome,
+    debounce_rest,
+    must_plan,
+    next_delay,
+    timer_due,
+)
 from vectorload_operator.core.planner import plan
 from vectorload_operator.core.progress import (
     PartitionProgress,
@@ -58,15 +84,21 @@ from vectorload_operator.core.progress import (
 from vectorload_operator.core.target import build_target
 
 __all__ = [
+    "CONFLICT",
     "DYNAMIC_FIELD",
+    "NEVER",
     "BackoffState",
+    "Claim",
     "Condition",
     "FailureRecord",
+    "Fingerprint",
     "HeldSegment",
     "LoadStatus",
     "LoadTarget",
     "NodeState",
+    "Pacing",
     "PartitionProgress",
+    "PassOutcome",
     "Placement",
     "Plan",
     "PlannerSettings",
@@ -86,10 +118,18 @@ __all__ = [
     "Task",
     "TaskKind",
     "build_target",
+    "catalog_waiting",
     "compute_progress",
     "compute_state",
+    "compute_waiting_state",
+    "conflict_losers",
+    "copy_matches",
+    "debounce_rest",
     "guard_progress",
     "merge_conditions",
+    "must_plan",
+    "next_delay",
     "plan",
     "record_failure",
+    "timer_due",
 ]

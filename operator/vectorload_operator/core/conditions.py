@@ -1,4 +1,9 @@
-"""loadState and metav1.Conditions (Ready, Progressing, Degraded) from what the core computed."""
+"""loadState and metav1.Conditions (Ready, Progressing, Degraded) from what the core computed.
+
+Every state a CollectionLoad can be in is decided here, including the ones without a target: being
+released, a spec problem or a lost conflict (Failed), and waiting (no ready querynode of the pool
+could read the collection's catalog yet, so there is nothing to plan; what was loaded stays).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vectorload_operator.core.conflicts import CONFLICT
 from vectorload_operator.core.model import (
     LoadTarget,
     Problem,
@@ -60,7 +66,8 @@ def compute_state(
     """loadState + conditions for one CollectionLoad.
 
     `target` None: the resource is being deleted (or wants nothing); `releasing_segments` is how
-    many of its segments nodes still hold. A SpecProblem gives Failed (what is loaded is kept).
+    many of its segments nodes still hold. A SpecProblem (or a `CollectionConflict` problem)
+    gives Failed (what is loaded is kept).
     `was_loaded`: the resource reached Loaded in this generation; a loaded collection that loses
     a replica's copy but still has a serving replica stays Loaded (Milvus) and turns Degraded.
     `failures` is `Plan.failures[key]` (most recent first).
@@ -81,14 +88,42 @@ def compute_state(
             Condition("Degraded", "False", "AsExpected", ""),
         )
     if isinstance(target, SpecProblem):
-        kept = f"{target.message}; segments already loaded are kept"
-        return _status(
-            "Failed",
-            Condition("Ready", "False", target.reason, target.message),
-            Condition("Progressing", "False", target.reason, target.message),
-            Condition("Degraded", "True", target.reason, kept),
-        )
+        return _failed(target)
     return _target_status(target, progress, problems, failures, was_loaded)
+
+
+def _failed(problem: Problem) -> LoadStatus:
+    kept = f"{problem.message}; segments already loaded are kept"
+    return _status(
+        "Failed",
+        Condition("Ready", "False", problem.reason, problem.message),
+        Condition("Progressing", "False", problem.reason, problem.message),
+        Condition("Degraded", "True", problem.reason, kept),
+    )
+
+
+def catalog_waiting(collection: str, ready_nodes: int, replicas: int) -> Problem:
+    """The problem of a CollectionLoad whose catalog no ready querynode of its pool could read."""
+    return Problem(
+        "InsufficientNodes",
+        f'no ready querynode to read the catalog of collection "{collection}" '
+        f"[currentNodeNum={ready_nodes}][expectedNodeNum={replicas}]",
+    )
+
+
+def compute_waiting_state(waiting: Problem, *, was_loaded: bool = False) -> LoadStatus:
+    """loadState + conditions while there is no target yet (see `catalog_waiting`).
+
+    Nothing is planned, so nothing changes on the nodes: a resource that reached Loaded in this
+    generation stays Loaded (and Degraded: it cannot be checked), any other stays NotLoad.
+    """
+    w = waiting
+    return _status(
+        "Loaded" if was_loaded else "NotLoad",
+        Condition("Ready", "False", w.reason, w.message),
+        Condition("Progressing", "False", w.reason, w.message),
+        Condition("Degraded", "True" if was_loaded else "False", w.reason, w.message),
+    )
 
 
 def _target_status(
@@ -98,14 +133,9 @@ def _target_status(
     failures: Sequence[SegmentFailure],
     was_loaded: bool,
 ) -> LoadStatus:
-    conflict = next((p for p in problems if p.reason == "Conflict"), None)
+    conflict = next((p for p in problems if p.reason == CONFLICT), None)
     if conflict is not None:
-        return _status(
-            "Failed",
-            Condition("Ready", "False", "Conflict", conflict.message),
-            Condition("Progressing", "False", "Conflict", conflict.message),
-            Condition("Degraded", "True", "Conflict", conflict.message),
-        )
+        return _failed(conflict)  # the planner's conflict: the same state as the adapter's
     percent = progress.percent if progress is not None else 0
     text = _progress_text(progress) if progress is not None else "0% loaded"
     complete = percent == 100

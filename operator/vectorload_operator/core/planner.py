@@ -26,6 +26,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vectorload_operator.core import backoff as bo
+from vectorload_operator.core.conflicts import Claim, conflict_losers
+from vectorload_operator.core.copies import copy_matches, reload_matches
 from vectorload_operator.core.model import (
     BackoffState,
     FailureRecord,
@@ -46,19 +48,6 @@ from vectorload_operator.core.model import (
     TaskKind,
 )
 from vectorload_operator.core.replicas import ReplicaSlots, assign_replica_nodes
-
-
-def copy_matches(target: LoadTarget, held: HeldSegment) -> bool:
-    """A held copy has the target's field set (and dynamic-field choice)."""
-    if held.fields is not None and held.fields != target.loaded_fields:
-        return False
-    return not (target.has_dynamic_field and held.dynamic != target.dynamic)
-
-
-def reload_matches(target: LoadTarget, held: HeldSegment) -> bool:
-    """The node is already reloading this copy with the target's field set."""
-    r = held.reloading
-    return r is not None and copy_matches(target, HeldSegment(SegmentState.LOADED, r.fields, r.dynamic))
 
 
 @dataclass
@@ -472,22 +461,19 @@ def plan(
     `retain` lists collections whose held segments must not be touched (a CollectionLoad whose
     spec is invalid or whose catalog could not be read keeps what it has). Every other
     collection held on a ready node that no target wants is an orphan and is released.
-    Two targets for one collection: the first by key wins, the other gets a Conflict problem.
+    Two targets for one collection: the rule of `conflicts` applies (targets carry no age, so
+    the first by key wins), the other gets a `CollectionConflict` problem. The adapter resolves
+    conflicts by age before it builds targets, so it never hands the planner two.
     Applying the tasks and planning again converges to a plan without tasks.
     """
     p = _Planner(nodes, backoff, now, settings)
     problems: dict[TargetKey, tuple[Problem, ...]] = {}
     by_collection: dict[str, _TargetPlan] = {}
+    losers = conflict_losers(Claim(t.key, t.collection) for t in targets)
     for target in sorted(targets, key=lambda t: t.key):
-        owner = by_collection.get(target.collection)
-        if owner is not None:
-            problems[target.key] = (
-                Problem(
-                    "Conflict",
-                    f'collection "{target.collection}" is already loaded by '
-                    f"CollectionLoad {owner.target.key}",
-                ),
-            )
+        lost = losers.get(target.key)
+        if lost is not None:
+            problems[target.key] = (lost,)
             continue
         eligible = [
             n for n in p.ready.values() if target.eligible_nodes is None or n.name in target.eligible_nodes

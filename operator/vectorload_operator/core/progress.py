@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vectorload_operator.core.copies import copy_matches
 from vectorload_operator.core.model import LoadTarget, NodeState, Placement, SegmentState
-from vectorload_operator.core.planner import copy_matches
 
 
 @dataclass(frozen=True)

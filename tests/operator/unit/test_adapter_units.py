@@ -1,15 +1,23 @@
-"""Adapter pieces without a cluster: status writer coalescing, pod parsing, selectors, metrics, observer."""
+"""Adapter pieces without a cluster: status writer coalescing, pod parsing, selectors, metrics and
+their HTTP endpoint, observer, the clock and the time format, events, async kopf handlers."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from vectorload_operator import handlers
+from vectorload_operator.clock import Clock, rfc3339
+from vectorload_operator.events import Events, ObjectRef
 from vectorload_operator.metrics import OperatorMetrics
 from vectorload_operator.observe import human_bytes
 from vectorload_operator.pods import parse_pod, pod_port, pod_ready
+from vectorload_operator.registry import Registry
 from vectorload_operator.selectors import LabelSelector
 from vectorload_operator.status import ObjectGone, StatusWriter, status_diff
 
@@ -159,3 +167,72 @@ def test_human_bytes() -> None:
     assert human_bytes(512) == "512B"
     assert human_bytes(1288490188) == "1.2GiB"
     assert human_bytes(3 * 1024**4) == "3.0TiB"
+
+
+def test_one_rfc3339_formatter_and_a_clock_that_maps_monotonic_to_wall_time() -> None:
+    assert rfc3339(0) == "1970-01-01T00:00:00Z"
+    assert rfc3339(1767225600.9) == "2026-01-01T00:00:00Z"  # whole seconds, as metav1.Time
+    clock = Clock(monotonic=lambda: 500.0, wall=lambda: 1767225600.0)
+    assert clock.wall_of(490.0) == 1767225590.0
+
+
+async def test_events_are_stamped_by_the_injected_clock_and_posted_once_per_transition() -> None:
+    posted: list[dict[str, Any]] = []
+
+    async def post(ns: str, body: dict[str, Any]) -> None:
+        posted.append(body)
+
+    events = Events(post, clock=Clock(wall=lambda: 1767225600.0))
+    ref = ObjectRef("ns", "book", "u1")
+    assert events.transition(ref, "state", "LoadStarted", "loading")
+    assert not events.transition(ref, "state", "LoadStarted", "loading")
+    events.forget(ref.key)  # a resource released and created again starts afresh
+    assert events.transition(ref, "state", "LoadStarted", "loading")
+    task = asyncio.create_task(events.run())
+    for _ in range(50):
+        if len(posted) == 2:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert [b["firstTimestamp"] for b in posted] == ["2026-01-01T00:00:00Z"] * 2
+    assert posted[0]["involvedObject"]["uid"] == "u1" and posted[0]["reason"] == "LoadStarted"
+
+
+def test_the_registry_stamps_a_new_generation_with_the_injected_wall_clock() -> None:
+    now = [100.0]
+    registry = Registry(Clock(wall=lambda: now[0]))
+    body: dict[str, Any] = {"metadata": {"namespace": "ns", "name": "a", "uid": "u", "generation": 1}}
+    assert registry.upsert(body).generation_seen_at == 100.0
+    now[0] = 200.0
+    assert registry.upsert(body).generation_seen_at == 100.0  # same generation
+    body["metadata"]["generation"] = 2
+    assert registry.upsert(body).generation_seen_at == 200.0
+
+
+async def test_metrics_are_served_by_prometheus_clients_aiohttp_handler_and_stop() -> None:
+    m = OperatorMetrics()
+    m.task("load", "loaded")
+    port = await m.serve(0, "127.0.0.1")
+    assert await m.serve(0, "127.0.0.1") == port  # once: a retried startup does not bind twice
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            text = await r.text()
+    finally:
+        await m.close()
+    assert 'vectorload_operator_tasks_total{outcome="loaded",type="load"} 1.0' in text
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_every_kopf_handler_is_async() -> None:
+    tree = ast.parse(Path(handlers.__file__).read_text(encoding="utf-8"))
+    decorated = [
+        fn
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any("kopf" in ast.unparse(d) for d in fn.decorator_list)
+    ]
+    assert len(decorated) >= 5
+    assert [fn.name for fn in decorated if not isinstance(fn, ast.AsyncFunctionDef)] == []

@@ -1,6 +1,6 @@
 """The executor's per-node bound and its no-duplicate rule, and the reconcile loop's idle skip,
 wake-ups and backoff timers — with an in-memory querynode behind `QuerynodeClient`'s interface
-(no process, no cluster)."""
+(no process, no cluster) and an injected clock (the pure pacing policy: tests/unit/core)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,22 @@ from vectorload.client.types import CollectionCatalog, Distribution, LoadResult
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.schema_json import schema_to_dict
 from vectorload_operator.catalog import CatalogCache
-from vectorload_operator.core import HeldSegment, NodeState, SegmentRef, SegmentState, Task, TaskKind
+from vectorload_operator.clock import Clock
+from vectorload_operator.core import (
+    HeldSegment,
+    NodeState,
+    Pacing,
+    SegmentRef,
+    SegmentState,
+    Task,
+    TaskKind,
+)
 from vectorload_operator.distribution import DistributionPuller, NodeView
 from vectorload_operator.events import Events
 from vectorload_operator.executor import Executor, Refusal
 from vectorload_operator.metrics import OperatorMetrics
 from vectorload_operator.pods import QuerynodePod
+from vectorload_operator.publish import Publisher
 from vectorload_operator.reconciler import Reconciler
 from vectorload_operator.registry import Registry
 from vectorload_operator.status import StatusWriter
@@ -176,12 +186,17 @@ async def test_executor_reports_a_refused_load() -> None:
 # ------------------------------------------------------------------------------ the loop
 
 
-class Clock:
+class FakeTime:
+    """Monotonic seconds set by hand; the wall clock runs with it (a fixed offset)."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
     def __call__(self) -> float:
         return self.now
+
+    def clock(self) -> Clock:
+        return Clock(monotonic=self, wall=lambda: 1.7e9 + self.now)
 
 
 def _collection_load(generation: int = 1, spec: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -198,12 +213,13 @@ def _collection_load(generation: int = 1, spec: dict[str, Any] | None = None) ->
 
 
 class Loop:
-    """A Reconciler over a `FakeQuerynode`, a fake clock and in-memory status/events."""
+    """A Reconciler over a `FakeQuerynode`, in-memory status/events and one injected clock (by
+    default a hand-driven `FakeTime`)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, clock: Clock | None = None, pacing: Pacing | None = None) -> None:
         self.node = FakeQuerynode()
-        self.clock = Clock()
-        monkeypatch.setattr(Reconciler, "_mono", staticmethod(self.clock))
+        self.time = FakeTime()
+        clock = clock or self.time.clock()
         self.patches: list[dict[str, Any]] = []
 
         async def patch(ns: str, name: str, body: dict[str, Any]) -> None:
@@ -212,40 +228,44 @@ class Loop:
         async def post(ns: str, body: dict[str, Any]) -> None:
             return None
 
-        self.registry = Registry()
+        self.events = Events(post, clock=clock)
+
+        self.registry = Registry(clock)
         self.registry.upsert(_collection_load())
-        self.writer = StatusWriter(patch, interval=0.0)
+        self.writer = StatusWriter(patch, interval=0.0, clock=clock.monotonic)
+        self.metrics = metrics = OperatorMetrics(clock=clock)
+        self.publisher = Publisher(self.writer, self.events, metrics, clock)
         self.rec = Reconciler(
             registry=self.registry,
             pods=lambda: {POD.key: POD},
-            puller=DistributionPuller(lambda url: self.node, clock=self.clock),
-            catalogs=CatalogCache(lambda url: self.node, interval=2.0, clock=self.clock),
+            puller=DistributionPuller(lambda url: self.node, clock=clock.monotonic),
+            catalogs=CatalogCache(lambda url: self.node, interval=2.0, clock=clock.monotonic),
             executor_factory=lambda on_refusal, on_finished: Executor(
-                lambda url: self.node, 16, OperatorMetrics(), on_refusal, self.clock, on_finished
+                lambda url: self.node, 16, metrics, on_refusal, clock.monotonic, on_finished
             ),
-            writer=self.writer,
-            events=Events(post),
-            metrics=OperatorMetrics(),
-            interval=0.5,
+            publisher=self.publisher,
+            pacing=pacing or Pacing.of(0.5),
+            clock=clock,
         )
 
     async def step(self, seconds: float = 0.1) -> None:
         """One pass at `seconds` later, then let the tasks it started run."""
-        self.clock.now += seconds
+        self.time.now += seconds
         await self.rec.pass_once()
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         await self.writer.flush_once()
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events.posted]
 
     def state(self) -> str:
         written = self.writer.written(("ns", "c")) or {}
         return str(written.get("loadState"))
 
 
-async def test_idle_passes_pull_but_do_not_plan_until_something_changes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    loop = Loop(monkeypatch)
+async def test_idle_passes_pull_but_do_not_plan_until_something_changes() -> None:
+    loop = Loop()
     await loop.step()
     assert sorted(loop.node.loads) == SEGMENTS and loop.rec.planned == 1
     await loop.step()  # the answers were seen by this pull: tasks settle, one more plan
@@ -273,8 +293,8 @@ async def test_idle_passes_pull_but_do_not_plan_until_something_changes(
     assert loop.node.loads.count("s0") == 2
 
 
-async def test_a_due_backoff_timer_makes_an_idle_pass_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = Loop(monkeypatch)
+async def test_a_due_backoff_timer_makes_an_idle_pass_plan() -> None:
+    loop = Loop()
     loop.node.failing = {"s1"}
     await loop.step()
     await loop.step()
@@ -289,15 +309,10 @@ async def test_a_due_backoff_timer_makes_an_idle_pass_plan(monkeypatch: pytest.M
     assert loop.rec.planned == planned + 1 and loop.node.loads.count("s1") == 2
 
 
-async def test_the_loop_wakes_at_once_for_a_new_resource_and_for_answered_tasks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    loop = Loop(monkeypatch)
+async def test_the_loop_wakes_at_once_for_a_new_resource_and_for_answered_tasks() -> None:
+    # the real clock; only a wake-up can start the next pass within this test
+    loop = Loop(Clock(), Pacing(interval=30.0, busy_interval=30.0, debounce=0.01))
     rec = loop.rec
-    rec.interval = 30.0  # only a wake-up can start the next pass within this test
-    rec.busy_interval = 30.0
-    rec.debounce = 0.01
-    monkeypatch.setattr(Reconciler, "_mono", staticmethod(asyncio.get_running_loop().time))
     runner = asyncio.create_task(rec.run())
     try:
         for _ in range(200):
@@ -318,13 +333,27 @@ async def test_the_loop_wakes_at_once_for_a_new_resource_and_for_answered_tasks(
         await asyncio.gather(runner, return_exceptions=True)
 
 
-def test_next_delay_debounces_and_speeds_up_while_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = Loop(monkeypatch)
-    rec = loop.rec
-    rec._pull_changed, rec._busy = False, False
-    assert rec.next_delay(0.02) == pytest.approx(0.48)  # idle: the interval
-    rec._busy = True
-    assert rec.next_delay(0.02) == pytest.approx(rec.busy_interval - 0.02)
-    rec._pull_changed = True
-    assert rec.next_delay(0.02) == pytest.approx(rec.debounce)
-    assert rec.next_delay(0.3) == pytest.approx(0.3)  # never more than about half the time in passes
+async def test_loaded_once_with_its_duration_then_a_deletion_releases_and_forgets() -> None:
+    loop = Loop()
+    await loop.step()
+    await loop.step()
+    loop.node.finish()
+    loop.time.now += 3.0  # the load took 3 s (and a bit) since the generation was first seen
+    await loop.step()
+    assert loop.state() == "Loaded"
+    assert loop.reasons() == ["LoadStarted", "Loaded"]
+    sample = loop.metrics.registry.get_sample_value
+    assert sample("vectorload_operator_load_duration_seconds_count") == 1.0
+    assert sample("vectorload_operator_load_duration_seconds_sum") == pytest.approx(3.3)  # 3 passes later
+    entry = loop.registry.get(("ns", "c"))
+    assert entry is not None
+    loop.registry.mark_deleting(_collection_load())
+    await loop.step()  # the collection is an orphan now: released, nothing held any more
+    assert loop.node.segments == {} and not entry.released.is_set()
+    assert loop.state() == "Releasing"
+    await loop.step()  # the pull shows it gone: released
+    assert entry.released.is_set() and loop.reasons()[-1] == "Releasing"
+    loop.registry.remove(entry.key)
+    loop.publisher.released(entry)  # what the finalizer handler does next
+    assert loop.reasons()[-1] == "Released" and loop.writer.written(("ns", "c")) is None
+    assert 'name="c"' not in loop.metrics.render().decode()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
+from pathlib import Path
 
 from coresim import catalog, converge, node, target
 
+import vectorload_operator.core
 from vectorload_operator.core import (
+    CONFLICT,
     HeldSegment,
     Problem,
     ReplicaPlacement,
@@ -14,8 +18,11 @@ from vectorload_operator.core import (
     SegmentRef,
     SegmentState,
     SpecProblem,
+    catalog_waiting,
     compute_progress,
     compute_state,
+    compute_waiting_state,
+    copy_matches,
     guard_progress,
     merge_conditions,
 )
@@ -126,8 +133,8 @@ def test_state_for_spec_problems_release_and_conflict() -> None:
     assert "already loaded are kept" in s.condition("Degraded").message
     assert compute_state(None, None, releasing_segments=3).load_state == "Releasing"
     assert compute_state(None, None).load_state == "NotLoad"
-    c = compute_state(T, None, [Problem("Conflict", "collection already loaded by ns/b")])
-    assert c.load_state == "Failed" and c.condition("Ready").reason == "Conflict"
+    c = compute_state(T, None, [Problem(CONFLICT, "collection already loaded by ns/b")])
+    assert c.load_state == "Failed" and c.condition("Ready").reason == CONFLICT
 
 
 def test_merge_conditions_keeps_transition_time_while_status_holds() -> None:
@@ -142,3 +149,38 @@ def test_merge_conditions_keeps_transition_time_while_status_holds() -> None:
     assert merged["Degraded"]["lastTransitionTime"] == "t1"
     assert merged["Progressing"]["lastTransitionTime"] == "t1"
     assert all(c["observedGeneration"] == 4 for c in merged.values())
+
+
+def test_waiting_for_the_catalog_keeps_the_state_and_says_why() -> None:
+    w = catalog_waiting("book", 0, 2)
+    assert w.reason == "InsufficientNodes"
+    assert w.message == (
+        'no ready querynode to read the catalog of collection "book" [currentNodeNum=0][expectedNodeNum=2]'
+    )
+    fresh = compute_waiting_state(w)
+    assert fresh.load_state == "NotLoad"
+    assert [(c.type, c.status, c.reason) for c in fresh.conditions] == [
+        ("Ready", "False", "InsufficientNodes"),
+        ("Progressing", "False", "InsufficientNodes"),
+        ("Degraded", "False", "InsufficientNodes"),
+    ]
+    kept = compute_waiting_state(w, was_loaded=True)
+    assert kept.load_state == "Loaded" and kept.condition("Degraded").status == "True"
+    assert all(c.message == w.message for c in kept.conditions)
+
+
+def test_no_observer_module_imports_the_planner() -> None:
+    core_dir = Path(vectorload_operator.core.__file__).parent
+    for observer in ("progress.py", "conditions.py"):
+        tree = ast.parse((core_dir / observer).read_text(encoding="utf-8"))
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
+        assert not any(m.endswith("planner") for m in imported), (observer, imported)
+
+
+def test_a_copy_matches_when_its_fields_and_dynamic_choice_are_the_targets() -> None:
+    assert copy_matches(T, loaded())
+    assert copy_matches(T, HeldSegment(SegmentState.LOADED, None, True))  # no field list: all fields
+    assert not copy_matches(T, loaded(frozenset({"book_id", "embedding"})))
+    assert not copy_matches(T, HeldSegment(SegmentState.LOADED, T.loaded_fields, False))
