@@ -317,8 +317,8 @@ def _greedy(pattern: LikePattern, pieces: list[_Piece]) -> StrPredicate:
                 return False
             pos = first.length
         if last is not None:
-            end -= last.length
-            if end < pos or not last.at(s, end):
+            end -= last.length  # >= pos: len(s) >= min_length covers the first and last pieces
+            if not last.at(s, end):
                 return False
         for piece in middle:
             found = piece.find(s, pos, end)
