@@ -214,9 +214,13 @@ def _against(column: npt.NDArray[Any], value: Scalar) -> Any:
     `rating == 0.1` compares in the column's float32, as stored. A float beyond the column's range
     would overflow to inf with a RuntimeWarning, so it is compared in float64 instead (same
     answer: no finite value of the column reaches it)."""
-    if column.dtype.kind == "f" and isinstance(value, float) and abs(value) > np.finfo(column.dtype).max:
+    if column.dtype.kind == "f" and isinstance(value, float) and _beyond(column.dtype, value):
         return np.float64(value)
     return value
+
+
+def _beyond(dtype: np.dtype[Any], value: float) -> bool:
+    return abs(value) > float(np.finfo(dtype).max)
 
 
 def _in_list(expr: InList, source: ColumnSource) -> BoolArray:
@@ -229,8 +233,7 @@ def _in_list(expr: InList, source: ColumnSource) -> BoolArray:
     if values.dtype != np.object_:
         literals: list[Scalar] = list(expr.values)
         if values.dtype.kind == "f":  # in the column's own precision, as `==` compares
-            biggest = np.finfo(values.dtype).max
-            literals = [v for v in literals if isinstance(v, int | float) and abs(v) <= biggest]
+            literals = [v for v in literals if isinstance(v, int | float) and not _beyond(values.dtype, v)]
         if not literals:
             return np.zeros(n, dtype=bool)
         kind = values.dtype.kind
