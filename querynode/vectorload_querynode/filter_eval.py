@@ -12,16 +12,15 @@ The cost of a filter is linear in rows × filter length, whatever the input:
   `%` and froze a node on a 19-character pattern). The pattern's pieces between `%` have fixed
   lengths; they are found greedily left to right — the leftmost occurrence of each piece leaves
   the most room for the rest, so greedy is exact — after the anchored first and last pieces are
-  checked in place. A piece without `_` is a `str.find`; a piece with `_` is a regex of literals
-  and `.` only (no repetition, no alternation: one attempt is one pass over the piece, so a
-  search is O(len(string) × len(piece))). Common shapes (`abc`, `abc%`, `%abc`, `%abc%`) are a
-  single str method.
+  checked in place. A piece without `_` is a `str.find`; a piece with `_` is a `str.find` of its
+  longest literal run with `str.startswith` checks of the others at each occurrence
+  (O(len(string) × len(piece)) at worst, no regex and so no pattern cache). Common shapes
+  (`abc`, `abc%`, `%abc`, `%abc%`) are a single str method.
 """
 
 from __future__ import annotations
 
 import operator
-import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -247,40 +246,60 @@ def _in_list(expr: InList, source: ColumnSource) -> BoolArray:
 StrPredicate = Callable[[str], bool]
 
 
-def _piece_regex(piece: tuple[str, ...]) -> re.Pattern[str]:
-    """Literal runs joined by `.`: no repetition or alternation, so nothing to backtrack into."""
-    return re.compile(".".join(re.escape(run) for run in piece), re.DOTALL)
-
-
 @dataclass(frozen=True)
 class _Piece:
-    """One fixed-length piece of a pattern: find it in s[start:end], or test it at a position."""
+    """One fixed-length piece of a pattern: find it in s[start:end], or test it at a position.
+
+    A piece with `_` is found by its longest literal run (`anchor`, at `anchor_at` in the piece)
+    with `str.find`, each occurrence checked for the other runs with `str.startswith`. No regex:
+    `re.compile` would keep every client's pattern in the `re` module's cache (512 entries).
+    """
 
     length: int
     literal: str | None  # the piece when it has no `_`
-    regex: re.Pattern[str] | None
-    longest: str  # its longest literal run: absent from the range means no match there
+    anchor: str
+    anchor_at: int
+    checks: tuple[tuple[int, str], ...]  # (offset, run) of the other non-empty runs, longest first
 
     @classmethod
     def of(cls, piece: tuple[str, ...]) -> _Piece:
         if len(piece) == 1:
-            return cls(len(piece[0]), piece[0], None, piece[0])
-        return cls(piece_length(piece), None, _piece_regex(piece), max(piece, key=len))
+            return cls(len(piece[0]), piece[0], piece[0], 0, ())
+        runs: list[tuple[int, str]] = []
+        offset = 0
+        for run in piece:
+            runs.append((offset, run))
+            offset += len(run) + 1
+        anchor_at, anchor = max(runs, key=lambda r: len(r[1]))
+        others = sorted((r for r in runs if r[1] and r[0] != anchor_at), key=lambda r: -len(r[1]))
+        return cls(piece_length(piece), None, anchor, anchor_at, tuple(others))
 
     def find(self, s: str, start: int, end: int) -> int:
         if self.literal is not None:
             return s.find(self.literal, start, end)
-        assert self.regex is not None
-        if self.longest and s.find(self.longest, start, end) < 0:
+        if start + self.length > end:
             return -1
-        found = self.regex.search(s, start, end)
-        return -1 if found is None else found.start()
+        if not self.anchor:  # only `_`: any position will do
+            return start
+        for _, run in self.checks:  # a run absent from the range: no occurrence at all
+            if s.find(run, start, end) < 0:
+                return -1
+        tail = self.length - self.anchor_at - len(self.anchor)
+        i = s.find(self.anchor, start + self.anchor_at, end - tail)
+        while i >= 0:
+            if self._others_at(s, i - self.anchor_at):
+                return i - self.anchor_at
+            i = s.find(self.anchor, i + 1, end - tail)
+        return -1
 
     def at(self, s: str, i: int) -> bool:
         if self.literal is not None:
             return s.startswith(self.literal, i)
-        assert self.regex is not None
-        return self.regex.match(s, i) is not None
+        fits = i + self.length <= len(s)
+        return fits and s.startswith(self.anchor, i + self.anchor_at) and self._others_at(s, i)
+
+    def _others_at(self, s: str, i: int) -> bool:
+        return all(s.startswith(run, i + offset) for offset, run in self.checks)
 
 
 def compile_like(pattern: LikePattern) -> StrPredicate:

@@ -189,6 +189,8 @@ class MetaColumn:
             if self.has_key(key) is False:
                 return KeyValues.missing(self.rows)
             values = self._extract(key)
+            if self.has_key(key) is False:  # the first pass found no row with it: keep nothing
+                return KeyValues.missing(self.rows)
             self._cache.put(self._owner, key, values)
             return values
 
