@@ -57,7 +57,7 @@ def column(cache: MetaKeyCache, rows: list[dict[str, Any]] | None = None) -> Met
 
 
 def decoded(values: KeyValues) -> list[Any]:
-    return values.objects().tolist()
+    return list(values.objects())
 
 
 def test_values_are_right_and_dictionary_encoded() -> None:
@@ -72,7 +72,8 @@ def test_values_are_right_and_dictionary_encoded() -> None:
 
 
 def test_values_keep_types_apart() -> None:
-    rows = [{"x": 1}, {"x": True}, {"x": 1.0}, {"x": "1"}, {"x": [1]}, {"x": {"a": 1}}, {}, {"x": None}]
+    rows: list[dict[str, Any]] = [{"x": 1}, {"x": True}, {"x": 1.0}, {"x": "1"}, {"x": [1]}, {"x": {"a": 1}}]
+    rows += [{}, {"x": None}]
     values = column(MetaKeyCache(), rows).values("x")
     assert [type(v) for v in values.values] == [int, bool, float, str]
     assert decoded(values) == [1, True, 1.0, "1", None, None, None, None]
