@@ -313,10 +313,10 @@ def test_querynode_answers_a_pathological_like_quickly(
                 started = time.monotonic()
                 status, body = query(qn, f"{field} like '{pattern}'")
                 assert status == 200, body
-                assert time.monotonic() - started < 5.0, (field, pattern)
+                assert time.monotonic() - started < 10.0, (field, pattern)  # ~5 ms when quiet
     finally:
         stop.set()
         prober.join()
     assert probes and all(status == 200 for status, _ in probes)
     worst = max(seconds for _, seconds in probes)
-    assert worst < 2.0, f"/healthz took {worst:.2f}s while filtering"
+    assert worst < 3.0, f"/healthz took {worst:.2f}s while filtering"
