@@ -15,11 +15,24 @@ Grammar (keywords are case-insensitive; `&&`, `||`, `!` are accepted for and/or/
 Nothing is ever evaluated as Python: the parser builds a small AST of dataclasses and
 `filter_eval` interprets it over column arrays. Names that are not schema fields refer to keys of
 the dynamic field `$meta` (as in Milvus) when the collection has one.
+
+Filters arrive from anyone who can reach the data API, so everything here is bounded before any
+work that depends on the data: the text length is checked before tokenizing, nesting depth and
+list sizes while parsing (`FilterLimits`), and every literal is checked on the way in — an integer
+outside int64 or a float that overflows to infinity is a `FilterError` (Milvus refuses both), and
+an integer's digits are counted before `int()` sees them, so Python's int-digit limit
+(`sys.set_int_max_str_digits`) is never reached. `like` patterns are parsed here into literal
+pieces (`LikePattern`) that `filter_eval` matches without backtracking. Error messages echo at
+most `ECHO_CHARS` characters of any piece of input.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal as TypingLiteral
 
@@ -28,6 +41,30 @@ from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
 MAX_EXPRESSION_CHARS = 65536
 MAX_DEPTH = 64
 MAX_LIST_ITEMS = 65536
+ECHO_CHARS = 200  # input echoed in an error message is cut to this many characters
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INT64_DIGITS = len(str(2**63))  # 19: more significant digits than this cannot be an int64
+
+
+@dataclass(frozen=True)
+class FilterLimits:
+    """What one filter may cost to parse; a refusal names the limit and its value.
+
+    `max_chars` is checked before anything else, `max_depth` (levels of parentheses and `not`)
+    and `max_list_items` (items of one `in [...]` list) while parsing.
+    """
+
+    max_chars: int = MAX_EXPRESSION_CHARS
+    max_depth: int = MAX_DEPTH
+    max_list_items: int = MAX_LIST_ITEMS
+
+    def __post_init__(self) -> None:
+        for name in ("max_chars", "max_depth", "max_list_items"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FilterLimits.{name} must be at least 1, not {getattr(self, name)}")
+
+
+DEFAULT_LIMITS = FilterLimits()
 
 Scalar = int | float | str | bool
 CompareOp = TypingLiteral["==", "!=", "<", "<=", ">", ">="]
@@ -41,6 +78,11 @@ class FilterError(Exception):
         super().__init__(message)
         self.message = message
         self.reason = reason
+
+
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """Input as echoed in a message: at most `limit` characters, an ellipsis when cut."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 # ---------------------------------------------------------------------------------------- tokens
@@ -70,11 +112,12 @@ _ONE_CHAR = {
     "!": "KEYWORD",
 }
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+_LIKE_ESCAPES = {"%", "_"}  # '\%' and '\_' stay as written for a like pattern to read
 
 
-def tokenize(text: str) -> list[Token]:
-    if len(text) > MAX_EXPRESSION_CHARS:
-        raise FilterError(f"filter is {len(text)} characters long; the limit is {MAX_EXPRESSION_CHARS}")
+def tokenize(text: str, limits: FilterLimits = DEFAULT_LIMITS) -> list[Token]:
+    if len(text) > limits.max_chars:
+        raise FilterError(f"filter is {len(text)} characters long; the limit is {limits.max_chars}")
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -102,8 +145,8 @@ def tokenize(text: str) -> list[Token]:
         number = _NUMBER.match(text, i)
         if number is not None:
             raw = number.group(0)
-            is_float = any(c in raw for c in ".eE")
-            tokens.append(Token("NUMBER", raw, i, float(raw) if is_float else int(raw)))
+            negative = bool(tokens) and tokens[-1].kind == "MINUS"
+            tokens.append(Token("NUMBER", raw, i, _number(raw, i, negative)))
             i = number.end()
             continue
         name = _NAME.match(text, i)
@@ -124,6 +167,32 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
+def _number(raw: str, pos: int, negative: bool) -> int | float:
+    """The value of a NUMBER token (`negative`: a '-' precedes it, for messages). Integers may
+    reach 2**63 here (the magnitude of int64's minimum, negated by the parser), which checks the
+    signed range."""
+    sign = "-" if negative else ""
+    if any(c in raw for c in ".eE"):
+        value = float(raw)  # float() has no digit limit; too large a value comes back as inf
+        if math.isinf(value):
+            shown, limit = sign + clip(raw), sys.float_info.max
+            raise FilterError(f"number {shown} at position {pos} is beyond the float range (±{limit})")
+        return value
+    if len(raw.lstrip("0")) > _INT64_DIGITS:  # before int(): Python refuses > 4300 digits
+        raise FilterError(_int64_message(sign + clip(raw), pos))
+    value_int = int(raw)
+    if value_int > -INT64_MIN:
+        raise FilterError(_int64_message(sign + raw, pos))
+    return value_int
+
+
+def _int64_message(shown: str, pos: int) -> str:
+    return (
+        f"integer {shown} at position {pos} is beyond the int64 range [{INT64_MIN}, {INT64_MAX}] "
+        "(write a float such as 1e20 to compare with a float)"
+    )
+
+
 def _read_string(text: str, start: int) -> tuple[str, int]:
     quote = text[start]
     out: list[str] = []
@@ -134,9 +203,12 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
             if i + 1 >= len(text):
                 break
             nxt = text[i + 1]
-            if nxt not in _ESCAPES:
+            if nxt in _LIKE_ESCAPES:  # kept with its backslash: it means something to `like`
+                out.append(ch + nxt)
+            elif nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+            else:
                 raise FilterError(f"unknown escape '\\{nxt}' in string at position {i}")
-            out.append(_ESCAPES[nxt])
             i += 2
             continue
         if ch == quote:
@@ -183,9 +255,84 @@ class InList:
 
 
 @dataclass(frozen=True)
+class LikePattern:
+    """A `like` pattern split at its `%` into fixed-length pieces.
+
+    Each piece is a tuple of literal runs with one `_` (any single character) between consecutive
+    runs: `a_bc` is `("a", "bc")`, `_` alone is `("", "")`. A string matches if the pieces occur
+    in order without overlapping, the first at position 0 when `anchored_start`, the last ending
+    at the end when `anchored_end`; without any `%` (`exact`) the one piece must be the whole
+    string. `%%` is the same as `%`. `\\%`, `\\_` and `\\\\` in the pattern are literal characters.
+    """
+
+    text: str
+    pieces: tuple[tuple[str, ...], ...]
+    anchored_start: bool
+    anchored_end: bool
+    exact: bool
+
+    @property
+    def min_length(self) -> int:
+        return sum(piece_length(p) for p in self.pieces)
+
+
+def piece_length(piece: tuple[str, ...]) -> int:
+    return sum(len(run) for run in piece) + len(piece) - 1
+
+
+def parse_like(pattern: str) -> LikePattern:
+    """Split a like pattern into literal pieces (Milvus semantics: `%` any run of characters,
+    `_` one character, a backslash makes the next character literal)."""
+    pieces: list[tuple[str, ...]] = []
+    runs: list[str] = []
+    run: list[str] = []
+    has_percent = False
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 == n:
+                raise FilterError(f"like pattern {clip(pattern)!r} ends with a lone escape '\\'")
+            run.append(pattern[i + 1])
+            i += 2
+            continue
+        if ch == "_":
+            runs.append("".join(run))
+            run = []
+        elif ch == "%":
+            has_percent = True
+            runs.append("".join(run))
+            run = []
+            if runs != [""]:  # an empty piece is two `%` in a row (or one at an end)
+                pieces.append(tuple(runs))
+            runs = []
+        else:
+            run.append(ch)
+        i += 1
+    runs.append("".join(run))
+    if runs != [""] or not has_percent:
+        pieces.append(tuple(runs))
+    return LikePattern(
+        text=pattern,
+        pieces=tuple(pieces),
+        anchored_start=not pattern.startswith("%"),
+        anchored_end=not has_percent or not _ends_with_wildcard_percent(pattern),
+        exact=not has_percent,
+    )
+
+
+def _ends_with_wildcard_percent(pattern: str) -> bool:
+    """Whether the last character is an unescaped `%` (an odd run of backslashes escapes it)."""
+    if not pattern.endswith("%"):
+        return False
+    backslashes = len(pattern) - 1 - len(pattern[:-1].rstrip("\\"))
+    return backslashes % 2 == 0
+
+
+@dataclass(frozen=True)
 class Like:
     operand: Operand
-    pattern: str
+    pattern: LikePattern
     negate: bool
 
 
@@ -216,8 +363,9 @@ Expr = Compare | InList | Like | Truthy | Not | And | Or
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], limits: FilterLimits) -> None:
         self.tokens = tokens
+        self.limits = limits
         self.pos = 0
         self.depth = 0
 
@@ -240,7 +388,7 @@ class _Parser:
 
     def _describe(self) -> str:
         token = self.current
-        return "end of filter" if token.kind == "END" else repr(token.text)
+        return "end of filter" if token.kind == "END" else repr(clip(token.text))
 
     def parse(self) -> Expr:
         if self.current.kind == "END":
@@ -266,8 +414,11 @@ class _Parser:
 
     def parse_unary(self) -> Expr:
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise FilterError(f"filter nests deeper than {MAX_DEPTH} levels")
+        if self.depth > self.limits.max_depth:
+            raise FilterError(
+                f"filter nests deeper than {self.limits.max_depth} levels of parentheses and 'not' "
+                f"at position {self.current.pos}; the limit is {self.limits.max_depth}"
+            )
         try:
             if self.is_keyword("not"):
                 self.advance()
@@ -302,7 +453,7 @@ class _Parser:
         if self.is_keyword("like"):
             self.advance()
             pattern = self.expect("STRING", "a quoted pattern after 'like'")
-            return Like(left, str(pattern.value), negate)
+            return Like(left, parse_like(str(pattern.value)), negate)
         return Truthy(left)
 
     def parse_operand(self) -> Operand:
@@ -329,32 +480,37 @@ class _Parser:
             self.advance()
             number = self.expect("NUMBER", "a number after '-'")
             assert isinstance(number.value, int | float)
-            return -number.value
+            return -number.value  # the tokenizer allows 2**63, whose negation is int64's minimum
         if token.kind in {"NUMBER", "STRING", "BOOL"}:
             self.advance()
             assert token.value is not None
+            if isinstance(token.value, int) and not isinstance(token.value, bool) and token.value > INT64_MAX:
+                raise FilterError(_int64_message(token.text, token.pos))
             return token.value
         raise FilterError(
             f"expected a field name or a literal at position {token.pos}, found {self._describe()}"
         )
 
     def parse_list(self) -> tuple[Scalar, ...]:
-        self.expect("LBRACK", "'[' to start a list")
+        start = self.expect("LBRACK", "'[' to start a list")
         values: list[Scalar] = []
         if self.current.kind != "RBRACK":
             values.append(self.parse_literal())
             while self.current.kind == "COMMA":
+                if len(values) == self.limits.max_list_items:
+                    raise FilterError(
+                        f"list at position {start.pos} has more than {self.limits.max_list_items} "
+                        f"items; the limit is {self.limits.max_list_items}"
+                    )
                 self.advance()
                 values.append(self.parse_literal())
-                if len(values) > MAX_LIST_ITEMS:
-                    raise FilterError(f"list has more than {MAX_LIST_ITEMS} items")
         self.expect("RBRACK", "']' to close the list")
         return tuple(values)
 
 
-def parse(text: str) -> Expr:
+def parse(text: str, limits: FilterLimits = DEFAULT_LIMITS) -> Expr:
     """Parse a filter into an unbound AST; raises FilterError with a position on bad input."""
-    return _Parser(tokenize(text)).parse()
+    return _Parser(tokenize(text, limits), limits).parse()
 
 
 # --------------------------------------------------------------------------------- schema binding
@@ -400,7 +556,7 @@ class _Binder:
         if field is None:
             if not self.schema.dynamic_field:
                 raise FilterError(
-                    f"field {operand.name} is not in collection {self.schema.name}", "FieldNotFound"
+                    f"field {clip(operand.name)} is not in collection {self.schema.name}", "FieldNotFound"
                 )
             self.meta_keys.add(operand.name)
             return Name(DYNAMIC_FIELD, operand.name), "any"
@@ -421,14 +577,14 @@ class _Binder:
             right, rk = self.operand(expr.right)
             if isinstance(left, Const) and isinstance(right, Const):
                 raise FilterError("a comparison needs at least one field")
-            _check_kinds(lk, rk, expr.op, f"{_label(left)} {expr.op} {_label(right)}")
+            _check_kinds(lk, rk, expr.op, lambda: f"{_label(left)} {expr.op} {_label(right)}")
             return Compare(expr.op, left, right)
         if isinstance(expr, InList):
             operand, kind = self.operand(expr.operand)
             if isinstance(operand, Const):
                 raise FilterError("'in' needs a field on its left")
             for value in expr.values:
-                _check_kinds(kind, literal_kind(value), "==", f"{_label(operand)} in [... {value!r} ...]")
+                _check_kinds(kind, literal_kind(value), "==", functools.partial(_in_text, operand, value))
             return InList(operand, expr.values, expr.negate)
         if isinstance(expr, Like):
             operand, kind = self.operand(expr.operand)
@@ -443,21 +599,27 @@ class _Binder:
         return Truthy(operand)
 
 
+def _in_text(operand: Operand, value: Scalar) -> str:
+    return f"{_label(operand)} in [... {clip(repr(value))} ...]"
+
+
 def _label(operand: Operand) -> str:
-    return operand.label() if isinstance(operand, Name) else repr(operand.value)
+    return clip(operand.label() if isinstance(operand, Name) else repr(operand.value))
 
 
-def _check_kinds(left: Kind, right: Kind, op: str, text: str) -> None:
+def _check_kinds(left: Kind, right: Kind, op: str, text: Callable[[], str]) -> None:
+    """Raise if the kinds cannot be compared with `op`; `text` describes the comparison (built only
+    for the message, not once per item of a long list)."""
     if "any" in (left, right):
         return
     if left != right:
-        raise FilterError(f"cannot compare a {left} with a {right}: {text}")
+        raise FilterError(f"cannot compare a {left} with a {right}: {text()}")
     if left == "bool" and op not in {"==", "!="}:
-        raise FilterError(f"booleans only support == and !=: {text}")
+        raise FilterError(f"booleans only support == and !=: {text()}")
 
 
-def bind(text: str, schema: CollectionSchema) -> BoundFilter:
+def bind(text: str, schema: CollectionSchema, limits: FilterLimits = DEFAULT_LIMITS) -> BoundFilter:
     """Parse and type-check a filter against a collection schema."""
     binder = _Binder(schema)
-    expr = binder.expr(parse(text))
+    expr = binder.expr(parse(text, limits))
     return BoundFilter(expr, frozenset(binder.fields), frozenset(binder.meta_keys))
