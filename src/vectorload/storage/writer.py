@@ -160,29 +160,41 @@ class CollectionWriter:
         ef_construction: int = 200,
         num_threads: int = -1,
         on_rows: Callable[[int], None] | None = None,
+        schema: CollectionSchema | None = None,
     ) -> StagedSegment:
-        """Validate and build one segment in staging, invisible until `publish` (or `discard`)."""
+        """Validate and build one segment in staging, invisible until `publish` (or `discard`).
+        `schema`: as for `stage_columns`."""
         segment_id = new_segment_id() if segment_id is None else segment_id
-        schema, _ = self._target(collection, partition, segment_id, M, ef_construction)
+        schema, _ = self._target(collection, partition, segment_id, M, ef_construction, schema)
         columns = prepare_segment(schema, vectors, primary_keys, scalars, dynamic)
         return self.stage_columns(
-            collection, partition, segment_id, columns, M, ef_construction, num_threads, on_rows
+            collection, partition, segment_id, columns, M, ef_construction, num_threads, on_rows, schema
         )
 
     def _target(
-        self, collection: str, partition: str, segment_id: str, M: int, ef_construction: int
+        self,
+        collection: str,
+        partition: str,
+        segment_id: str,
+        M: int,
+        ef_construction: int,
+        schema: CollectionSchema | None = None,
     ) -> tuple[CollectionSchema, Path]:
-        """Check names and index parameters; the schema and the segment's final directory."""
+        """Check names and index parameters; the schema and the segment's final directory. With
+        `schema`, the collection and partition need not exist yet (they must by `publish`)."""
         check_name("collection", collection, reason="InvalidArgument")
         check_name("partition", partition, reason="InvalidArgument")
         check_segment_id(segment_id, reason="InvalidArgument")
         check_index_params(M, ef_construction)
-        schema = self.reader.schema(collection)
         pdir = self.root / collection / partition
-        if not pdir.is_dir():
-            raise StorageError(
-                "PartitionNotFound", f"partition {partition!r} not found in collection {collection!r}"
-            )
+        if schema is None:
+            schema = self.reader.schema(collection)
+            if not pdir.is_dir():
+                raise StorageError(
+                    "PartitionNotFound", f"partition {partition!r} not found in collection {collection!r}"
+                )
+        else:
+            validate_schema(schema)
         target = pdir / segment_id
         if target.exists():
             raise StorageError("SegmentExists", f"segment {collection}/{partition}/{segment_id} exists")
@@ -198,14 +210,18 @@ class CollectionWriter:
         ef_construction: int = 200,
         num_threads: int = -1,
         on_rows: Callable[[int], None] | None = None,
+        schema: CollectionSchema | None = None,
     ) -> StagedSegment:
-        """`stage_segment` for columns `validate.prepare_segment` (or an equivalent check) produced."""
+        """`stage_segment` for columns `validate.prepare_segment` (or an equivalent check) produced.
+
+        With `schema`, staging needs neither `collection.json` nor the partition directory: an
+        ingest builds everything before it creates them, so a failed one leaves nothing visible."""
         segment_id = new_segment_id() if segment_id is None else segment_id
-        schema, target = self._target(collection, partition, segment_id, M, ef_construction)
+        schema, target = self._target(collection, partition, segment_id, M, ef_construction, schema)
         self.clean_staging(collection)
         index_params = {f.name: {"M": M, "ef_construction": ef_construction} for f in schema.vector_fields}
         staging_root = self.root / collection / STAGING_DIR
-        staging_root.mkdir(exist_ok=True)
+        staging_root.mkdir(parents=True, exist_ok=True)
         staging = staging_root / uuid.uuid4().hex
         staging.mkdir()
         owner = staging / OWNER_FILE
@@ -232,6 +248,10 @@ class CollectionWriter:
         """Make a staged segment visible: drop its `.owner`, then one `rename(2)`."""
         m = staged.manifest
         try:
+            if not staged.target.parent.is_dir():
+                raise StorageError(
+                    "PartitionNotFound", f"partition {m.partition!r} not found in collection {m.collection!r}"
+                )
             (staged.staging / OWNER_FILE).unlink(missing_ok=True)
             fsync_dir(staged.staging)
             try:

@@ -18,14 +18,19 @@ from vectorload.storage.sample import (
     SampleInfo,
     SampleSpec,
     generate_segment,
+    resolve_spec,
     sample_queries,
     write_sample,
 )
 
+# The tiny sample cut into 3 segments per partition (its default is one): several segments per
+# partition are what these tests look at.
+TINY = resolve_spec("tiny", segment_rows=200)
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> SampleInfo:
-    return write_sample(tmp_path_factory.mktemp("sample"), "tiny", seed=7, num_threads=1)
+    return write_sample(tmp_path_factory.mktemp("sample"), "tiny", seed=7, num_threads=1, segment_rows=200)
 
 
 def _column_hashes(root: Path) -> dict[tuple[str, str, str], str]:
@@ -40,7 +45,7 @@ def _column_hashes(root: Path) -> dict[tuple[str, str, str], str]:
 
 
 def test_tiny_sample_shape(tiny: SampleInfo) -> None:
-    spec = SAMPLE_SIZES["tiny"]
+    spec = TINY
     assert tiny.seed == 7 and tiny.size == "tiny" and tiny.written_segments == 9
     assert list(tiny.partitions) == ["_default", "novel", "poetry"]
     for p in tiny.partitions.values():
@@ -89,7 +94,7 @@ def test_primary_keys_unique_and_meta_keys(tiny: SampleInfo) -> None:
 
 def test_rerun_is_a_noop(tiny: SampleInfo) -> None:
     before = {m.segment_id: m for p in PARTITIONS for m in FilesystemReader(tiny.root).segments("book", p)}
-    again = write_sample(tiny.root, "tiny", seed=7, num_threads=1)
+    again = write_sample(tiny.root, "tiny", seed=7, num_threads=1, segment_rows=200)
     after = {m.segment_id: m for p in PARTITIONS for m in FilesystemReader(tiny.root).segments("book", p)}
     assert again.written_segments == 0
     assert again.partitions == tiny.partitions
@@ -97,13 +102,13 @@ def test_rerun_is_a_noop(tiny: SampleInfo) -> None:
 
 
 def test_same_seed_same_data_other_seed_differs(tiny: SampleInfo, tmp_path: Path) -> None:
-    spec = SAMPLE_SIZES["tiny"]
+    spec = TINY
     a, b = generate_segment(7, spec, 1, 2), generate_segment(7, spec, 1, 2)
     assert np.array_equal(a.vectors["book_intro"], b.vectors["book_intro"])
     assert np.array_equal(a.primary_keys, b.primary_keys) and a.dynamic == b.dynamic
     other = generate_segment(8, spec, 1, 2)
     assert not np.array_equal(a.vectors["book_intro"], other.vectors["book_intro"])
-    write_sample(tmp_path, "tiny", seed=7, num_threads=1)
+    write_sample(tmp_path, "tiny", seed=7, num_threads=1, segment_rows=200)
     assert _column_hashes(tmp_path) == _column_hashes(tiny.root)
     reader = FilesystemReader(tmp_path)
     m = reader.segment("book", "novel", "novel-0002")
@@ -117,7 +122,7 @@ def test_same_seed_same_data_other_seed_differs(tiny: SampleInfo, tmp_path: Path
 
 def test_different_arguments_are_refused(tiny: SampleInfo) -> None:
     with pytest.raises(StorageError) as err:
-        write_sample(tiny.root, "tiny", seed=8)
+        write_sample(tiny.root, "tiny", seed=8, segment_rows=200)
     assert err.value.reason == "SampleMismatch" and "seed=8" in err.value.message
     with pytest.raises(StorageError) as err:
         write_sample(tiny.root, "huge")
@@ -142,8 +147,8 @@ def test_vectors_are_clustered_and_searchable(tiny: SampleInfo) -> None:
     field = reader.schema("book").field("book_intro")
     assert field is not None
     m = reader.segment("book", "_default", "default-0000")
-    data = generate_segment(7, SAMPLE_SIZES["tiny"], 0, 0).vectors["book_intro"]
-    queries = sample_queries(7, 20, spec=SAMPLE_SIZES["tiny"])
+    data = generate_segment(7, TINY, 0, 0).vectors["book_intro"]
+    queries = sample_queries(7, 20, spec=TINY)
     dists = ((queries[:, None, :] - data[None, :, :]) ** 2).sum(axis=2)
     nearest = np.sort(dists, axis=1)
     assert np.median(nearest[:, 0]) < 0.5 * np.median(dists)  # neighbours are much closer than average
