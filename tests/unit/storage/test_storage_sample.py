@@ -14,7 +14,6 @@ from vectorload.storage.hnsw import open_index
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.sample import (
     PARTITIONS,
-    SAMPLE_SIZES,
     SampleInfo,
     SampleSpec,
     generate_segment,
