@@ -373,7 +373,7 @@ class _Build:
             for i, key in enumerate(batch.primary_keys):
                 if key in self.seen_text:
                     row = batch.first_row + i
-                    raise _bad(f"{batch.where}: field {pk!r}: row {row}: duplicate primary key {key!r}")
+                    raise _bad(f"{batch.where}: column {pk!r}: row {row}: duplicate primary key {key!r}")
                 self.seen_text.add(key)
         else:
             self.keys.append(batch.primary_keys)
@@ -392,7 +392,7 @@ class _Build:
             start, where, first_row = self.wheres[k]
             pk = self.schema.primary_key.name
             raise _bad(
-                f"{where}: field {pk!r}: row {first_row + second - start}: "
+                f"{where}: column {pk!r}: row {first_row + second - start}: "
                 f"duplicate primary key {int(keys[second])}"
             )
 

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema, FieldSchema, StorageError
-from vectorload.storage.columns import Column
+from vectorload.storage.columns import Column, encode_json_row
 from vectorload.storage.validate import dynamic_rows, primary_key_column, scalar_column, vector_column
 
 BATCH_ROWS = 65_536
@@ -196,7 +196,8 @@ class ParquetInput:
         except StorageError as exc:
             if exc.reason != "InvalidArgument" or exc.message.startswith(where):
                 raise
-            raise _bad(f"{where}: {exc.message}") from exc
+            message = exc.message  # validate's "field 'x': ..." is the column of that name here
+            raise _bad(f"{where}: column {message.removeprefix('field ')}") from exc
         return Batch(where, first, vectors, keys, scalars, dynamic)
 
     def _vectors(self, f: FieldSchema, arr: Any, n: int, first: int, fail: Any) -> npt.NDArray[np.float32]:
@@ -244,4 +245,14 @@ class ParquetInput:
                 if name in rows[i]:
                     raise fail(name, f"row {first + i}: key {name!r} is also in the {DYNAMIC_FIELD} column")
                 rows[i][name] = value
-        return dynamic_rows(self.schema, rows, n, row_offset=first)
+        try:
+            return dynamic_rows(self.schema, rows, n, row_offset=first)
+        except StorageError as exc:
+            for i, row in enumerate(rows):  # name the column whose value JSON cannot hold
+                for key, value in row.items():
+                    try:
+                        encode_json_row({key: value})
+                    except (TypeError, ValueError) as bad:
+                        column = key if key in extra else DYNAMIC_FIELD
+                        raise fail(column, f"row {first + i}: {value!r} is not a JSON value: {bad}") from exc
+            raise

@@ -40,7 +40,8 @@ def _int64_column(field: str, values: object, row_offset: int = 0) -> npt.NDArra
         raise _bad(field, f"must be a 1-D sequence of int64, got shape {arr.shape}")
     if arr.dtype.kind == "u":
         if arr.size and int(arr.max()) > _INT64_MAX:
-            raise _bad(field, "value out of int64 range")
+            row = int(np.argmax(arr > np.uint64(_INT64_MAX)))
+            raise _bad(field, f"row {row_offset + row}: {int(arr[row])} is out of int64 range")
     elif arr.dtype.kind == "O":
         for i, v in enumerate(arr.tolist()):
             if isinstance(v, bool) or not isinstance(v, int):

@@ -140,21 +140,17 @@ def test_default_segment_keeps_fixed_cost_under_5_percent(tmp_path: Path) -> Non
     share is computed from hnswlib's measured allocations when loading the built files."""
     M = 16
     sample = sample_schema("tiny", 0, SAMPLE_SIZES["tiny"])
-    dims = {f.name: (f.dim or 0, f.metric or "l2") for f in sample.vector_fields}
+    dims: dict[str, tuple[int, str]] = {f.name: (f.dim or 0, f.metric or "l2") for f in sample.vector_fields}
     least = default_segment_rows(sample, M)
     _, (manifest,) = _ingest_vectors(tmp_path, dims, least, M, ef_construction=10)
     assert manifest.rows == least  # the default wrote one segment of the minimum size
     reader = FilesystemReader(tmp_path / "root")
-    spaces = {"l2": "l2", "cosine": "cosine"}
-    items = [
-        {"space": spaces[metric], "dim": dim, "path": str(reader.segment_file_path(manifest, name))}
-        for name, (dim, metric) in dims.items()
-    ]
-    loaded = measure(items)
+    paths = {name: str(reader.segment_file_path(manifest, name)) for name in dims}
+    loaded = measure([{"space": metric, "dim": dim, "path": paths[n]} for n, (dim, metric) in dims.items()])
     shares = {}
-    for (name, (dim, _)), item in zip(dims.items(), items, strict=True):
+    for name, (dim, _) in dims.items():
         fixed = empty_index_bytes(dim, M)
-        memory = loaded[item["path"]]
+        memory = loaded[paths[name]]
         shares[name] = fixed / memory
         per_row = (memory - fixed) / least
         # the sample presets' layouts, with the measured costs of this very segment
