@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vectorload.storage.api import CollectionSchema, FieldSchema, StorageError
@@ -173,7 +173,8 @@ def test_min_segment_rows_is_the_bound() -> None:
         min_segment_rows((8,), 16, share=1.5)
 
 
-@given(total=st.integers(1, 3_000_000), least=st.integers(1, 400_000))
+@settings(deadline=None)
+@given(total=st.integers(1, 3_000_000), least=st.integers(100, 400_000))
 def test_default_plan_segments_are_between_least_and_twice_least(total: int, least: int) -> None:
     plan = SegmentSize().plan(total, least, row_bytes=700)
     assert sum(plan) == total and max(plan) - min(plan) <= 1
@@ -183,7 +184,8 @@ def test_default_plan_segments_are_between_least_and_twice_least(total: int, lea
         assert plan == [total]
 
 
-@given(total=st.integers(1, 100_000), rows=st.integers(1, 50_000))
+@settings(deadline=None)
+@given(total=st.integers(1, 100_000), rows=st.integers(10, 50_000))
 def test_explicit_rows_cut_with_a_short_tail(total: int, rows: int) -> None:
     plan = SegmentSize(rows=rows).plan(total, 10**9, row_bytes=700)
     assert sum(plan) == total and plan == cut(total, rows)
