@@ -219,7 +219,7 @@ def _columns(
                 f"a rows file is required: collection {schema.name!r} needs values for "
                 f"{needs or [schema.primary_key.name]}"
             )
-        return np.arange(total, dtype=np.int64), {}, None
+        return np.arange(total, dtype=np.int64), {}, dynamic_rows(schema, None, total)
     rows = read_rows(schema, rows_jsonl)
     if len(rows.primary_keys) != total:
         raise _bad(f"rows file {rows_jsonl} has {len(rows.primary_keys)} rows, the vector files have {total}")

@@ -116,6 +116,9 @@ def test_vectors_only_collection_without_rows(root: Path, files: dict[str, Path]
     path = FilesystemReader(root).segment_file_path(m, "id")
     assert list(read_column(path, schema.primary_key)) == list(range(ROWS))
     assert m.partition == "_default" and DYNAMIC_FIELD not in m.files
+    dynamic = CollectionSchema("dyn", schema.fields, dynamic_field=True)
+    (d,) = ingest(root, "dyn", vectors={"v": files["intro"]}, schema=dynamic, progress=False, num_threads=1)
+    assert read_jsonl(FilesystemReader(root).segment_file_path(d, DYNAMIC_FIELD)) == [{}] * ROWS
 
 
 Prepare = Callable[[dict[str, Path]], dict[str, Any]]
