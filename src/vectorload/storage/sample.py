@@ -364,10 +364,12 @@ def write_sample(
     except StorageError as exc:
         if exc.reason != "SchemaMismatch":
             raise
+        held = writer.schema(COLLECTION).description
         raise StorageError(
             "SampleMismatch",
             f"{root} already holds a collection {COLLECTION!r} written with different arguments "
-            f"(not size={size} seed={seed}); use another --root",
+            f"(not size={size} seed={seed} {spec.describe()} generator={GENERATOR}; it holds: {held!r}); "
+            "use another --root or remove the old one",
         ) from exc
     todo: list[tuple[int, int]] = []
     for p_index, partition in enumerate(PARTITIONS):
