@@ -40,7 +40,7 @@ def local_system(
 @pytest.fixture(scope="package")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample")
-    write_sample(root, "small", seed=0, num_threads=1)
+    write_sample(root, "small", seed=0, num_threads=1, segment_rows=850)  # 4 segments per partition
     return root
 
 

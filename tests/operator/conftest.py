@@ -32,7 +32,7 @@ def op_workdir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def sample_root(op_workdir: Path) -> Path:
     root = op_workdir / "storage"
-    write_sample(root, size="tiny", seed=0)
+    write_sample(root, size="tiny", seed=0, segment_rows=200)  # 3 segments per partition
     return root
 
 

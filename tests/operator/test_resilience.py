@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.storage.sample import SAMPLE_SIZES, generate_segment
+from vectorload.storage.sample import SAMPLE_SIZES, generate_segment, resolve_spec
 from vectorload.storage.writer import CollectionWriter
 from vectorload_operator.testing import OperatorProcess, QuerynodePool, wait_for
 
@@ -131,7 +131,7 @@ def test_segment_written_after_loaded_is_loaded(
     pool.add_node("qn-0")
     pool.apply("book", {"collection": "book", "partitions": ["novel"]})
     pool.wait_state("book", "Loaded", timeout=30)
-    seg = generate_segment(0, SAMPLE_SIZES["tiny"], 1, 3)
+    seg = generate_segment(0, resolve_spec("tiny", segment_rows=200), 1, 3)
     CollectionWriter(root).write_segment(
         "book",
         seg.partition,

@@ -66,7 +66,7 @@ def module_querynode_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
-    write_sample(root, size="tiny", seed=0, num_threads=1)
+    write_sample(root, size="tiny", seed=0, num_threads=1, segment_rows=200)  # 3 segments per partition
     return root
 
 
@@ -74,7 +74,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `small` sample `book` plus the `metrics` collection (one vector field per metric)."""
     root = tmp_path_factory.mktemp("small")
-    write_sample(root, size="small", seed=0, num_threads=1)
+    write_sample(root, size="small", seed=0, num_threads=1, segment_rows=850)  # 4 segments per partition
     write_metrics_collection(root)
     return root
 

@@ -11,12 +11,12 @@ import pytest
 
 from vectorload.client import QuerynodeClient, QuerynodeError
 from vectorload.client.cli import search_main
-from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment, sample_queries
+from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec, sample_queries
 from vectorload_querynode.testing import QuerynodeProcess, free_port
 
 from .conftest import TOKEN, QuerynodeFactory, wait_for
 
-SPEC = SAMPLE_SIZES["tiny"]
+SPEC = resolve_spec("tiny", segment_rows=200)  # as conftest.tiny_root writes it
 
 
 @pytest.fixture(scope="module")

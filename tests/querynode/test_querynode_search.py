@@ -10,14 +10,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment, sample_queries
+from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec, sample_queries
 from vectorload_querynode.metrics import METRIC_NAMES
 from vectorload_querynode.testing import QuerynodeProcess
 
 from .conftest import METRICS_COLLECTION, METRICS_DIM, QuerynodeFactory, load_all, metrics_data
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = SAMPLE_SIZES["small"]
+SPEC = resolve_spec("small", segment_rows=850)  # as conftest.small_root writes it
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from vectorload.storage.api import DEFAULT_PARTITION, StorageError
-from vectorload.storage.ingest import DEFAULT_SEGMENT_ROWS, ingest
+from vectorload.storage.ingest import ingest
 from vectorload.storage.sample import SAMPLE_SIZES, write_sample
 from vectorload.storage.schema_json import load_schema_file
 
@@ -39,6 +40,42 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
+
+
+def _byte_size(value: str) -> int:
+    """`--segment-bytes`: an integer with an optional unit (`64Mi`, `500M`, `1Gi`, `1048576`)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]i?)?[bB]?\s*", value)
+    if match is None or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive byte size such as 64Mi or 500M, got {value!r}")
+    return int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _segment_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--segment-rows",
+        type=_positive,
+        help="at most this many rows per segment (default: large enough that hnswlib's fixed "
+        "per-index cost stays under 5%% of an index's memory; see docs/storage-format.md)",
+    )
+    parser.add_argument(
+        "--segment-bytes",
+        type=_byte_size,
+        help="about this many bytes of segment files per segment (e.g. 256Mi); with --segment-rows "
+        "the smaller wins",
+    )
+
+
 def _vector_args(values: list[str]) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for value in values:
@@ -54,7 +91,8 @@ def _vector_args(values: list[str]) -> dict[str, Path]:
 def ingest_main(argv: list[str]) -> int:
     prog = "vectorload ingest"
     parser = argparse.ArgumentParser(
-        prog=prog, description="Ingest .npy vectors + JSONL rows as sealed segments."
+        prog=prog,
+        description="Ingest .npy vectors + JSONL rows, or Parquet files, as sealed segments.",
     )
     parser.add_argument("--root", type=Path, required=True, help="storage root directory")
     parser.add_argument("--collection", required=True)
@@ -70,9 +108,17 @@ def ingest_main(argv: list[str]) -> int:
         "--rows", type=Path, help="JSONL: primary key, scalar fields and dynamic keys per row"
     )
     parser.add_argument(
+        "--parquet",
+        action="append",
+        type=Path,
+        metavar="PATH",
+        help="a Parquet file with one column per field (vectors as lists of float); repeatable; "
+        "instead of --vector/--rows",
+    )
+    parser.add_argument(
         "--schema", type=Path, help="schema JSON (creates the collection if it does not exist)"
     )
-    parser.add_argument("--segment-rows", type=int, default=DEFAULT_SEGMENT_ROWS, help="max rows per segment")
+    _segment_args(parser)
     parser.add_argument("--M", type=int, default=16, help="hnswlib M")
     parser.add_argument("--ef-construction", type=int, default=200, help="hnswlib ef_construction")
     parser.add_argument("--threads", type=int, default=-1, help="index build threads (-1 = all cores)")
@@ -90,6 +136,8 @@ def ingest_main(argv: list[str]) -> int:
             _vector_args(args.vector),
             args.rows,
             segment_rows=args.segment_rows,
+            segment_bytes=args.segment_bytes,
+            parquet=args.parquet,
             M=args.M,
             ef_construction=args.ef_construction,
             progress=not args.no_progress,
@@ -115,6 +163,7 @@ def sample_main(argv: list[str]) -> int:
     parser.add_argument("--size", choices=list(SAMPLE_SIZES), default="small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=-1, help="index build threads (-1 = all cores)")
+    _segment_args(parser)
     parser.add_argument("--no-progress", action="store_true")
     args = _parse(parser, argv)
     if isinstance(args, int):
@@ -122,7 +171,13 @@ def sample_main(argv: list[str]) -> int:
 
     def action() -> None:
         info = write_sample(
-            args.root, args.size, args.seed, progress=not args.no_progress, num_threads=args.threads
+            args.root,
+            args.size,
+            args.seed,
+            progress=not args.no_progress,
+            num_threads=args.threads,
+            segment_rows=args.segment_rows,
+            segment_bytes=args.segment_bytes,
         )
         state = "written" if info.written_segments else "already present"
         print(f"sample {info.collection!r} (size={info.size}, seed={info.seed}) {state} in {info.root}")

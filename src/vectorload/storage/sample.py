@@ -2,13 +2,19 @@
 
 Same `size`, `seed` (and spec) → the same primary keys, scalars and vectors. A re-run over an
 existing identical sample writes nothing; segments missing after a crash are written again.
+
+Rows are generated in blocks of `BLOCK_ROWS` rows, each from its own random stream, so a row's
+content depends on its partition and position only — not on how the partition is cut into
+segments. Segment size is a storage choice (`vectorload.storage.segsize`): the same sample cut
+into 3 or 300 segments holds the same rows, which is what lets tests ask for many small segments
+and benchmarks compare segment sizes on identical data.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,14 @@ import numpy.typing as npt
 
 from vectorload.progress import ProgressBar
 from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, FieldSchema, StorageError
+from vectorload.storage.columns import encode_json_row
+from vectorload.storage.segsize import (
+    SegmentSize,
+    equal_default_segments,
+    equal_segments,
+    estimate_row_bytes,
+    min_segment_rows,
+)
 from vectorload.storage.writer import CollectionWriter
 
 COLLECTION = "book"
@@ -36,6 +50,10 @@ _NOUNS = ("River", "Garden", "Empire", "Letter", "Winter", "Harbor", "Mirror", "
 _AWARDS = ("Hugo", "Nebula", "Booker", "Pulitzer", "Forward Prize")
 
 
+BLOCK_ROWS = 1000  # rows per random stream; part of the sample's definition (see module docstring)
+GENERATOR = 2  # recorded in the schema description: 1 drew one stream per segment
+
+
 @dataclass(frozen=True)
 class SampleSpec:
     """How big the sample is: per partition `segments` segments of `rows_per_segment` rows."""
@@ -48,19 +66,40 @@ class SampleSpec:
     M: int = 16
     ef_construction: int = 200
 
+    @property
+    def rows_per_partition(self) -> int:
+        return self.segments * self.rows_per_segment
+
     def describe(self) -> str:
         return (
             f"segments={self.segments}x{self.rows_per_segment} dims={self.intro_dim}/{self.cover_dim} "
             f"clusters={self.clusters} M={self.M} ef_construction={self.ef_construction}"
         )
 
+    def resegmented(self, max_rows: int) -> SampleSpec:
+        """The same rows cut into the fewest equal segments of at most `max_rows` rows."""
+        k = equal_segments(self.rows_per_partition, max_rows)
+        return replace(self, segments=k, rows_per_segment=self.rows_per_partition // k)
 
-# About 0.7 KB of segment files per row with the default dims.
+    def default_segments(self) -> SampleSpec:
+        """The same rows cut into the most equal segments that each keep hnswlib's fixed
+        per-index cost under 5 % (`segsize.min_segment_rows`); one when the partition is smaller."""
+        least = min_segment_rows((self.intro_dim, self.cover_dim), self.M)
+        k = equal_default_segments(self.rows_per_partition, least)
+        return replace(self, segments=k, rows_per_segment=self.rows_per_partition // k)
+
+
+def _preset(rows_per_partition: int, ef_construction: int = 200) -> SampleSpec:
+    return SampleSpec(1, rows_per_partition, ef_construction=ef_construction).default_segments()
+
+
+# Rows per partition; the layout is the default segment size (one segment per partition up to
+# `medium`, 2 x 240,000 for `large`). About 0.7 KB of segment files per row with the default dims.
 SAMPLE_SIZES: dict[str, SampleSpec] = {
-    "tiny": SampleSpec(segments=3, rows_per_segment=200, ef_construction=100),
-    "small": SampleSpec(segments=4, rows_per_segment=850),
-    "medium": SampleSpec(segments=6, rows_per_segment=8_000),
-    "large": SampleSpec(segments=16, rows_per_segment=30_000, ef_construction=100),
+    "tiny": _preset(600, ef_construction=100),
+    "small": _preset(3_400),
+    "medium": _preset(48_000),
+    "large": _preset(480_000, ef_construction=100),
 }
 
 
@@ -120,18 +159,43 @@ def sample_schema(size: str, seed: int, spec: SampleSpec) -> CollectionSchema:
             FieldSchema("cover", "float_vector", dim=spec.cover_dim, metric="cosine"),
         ),
         dynamic_field=True,
-        description=f"vectorload sample collection (size={size} seed={seed} {spec.describe()})",
+        description=(
+            f"vectorload sample collection (size={size} seed={seed} {spec.describe()} generator={GENERATOR})"
+        ),
     )
 
 
-def resolve_spec(size: str, spec: SampleSpec | None = None) -> SampleSpec:
-    if spec is not None:
-        return spec
-    if size not in SAMPLE_SIZES:
-        raise StorageError(
-            "InvalidArgument", f"unknown sample size {size!r}: choose from {list(SAMPLE_SIZES)}"
-        )
-    return SAMPLE_SIZES[size]
+def resolve_spec(
+    size: str,
+    spec: SampleSpec | None = None,
+    segment_rows: int | None = None,
+    segment_bytes: int | None = None,
+) -> SampleSpec:
+    """The spec of a preset (or `spec`), re-cut when a segment size is given: the fewest equal
+    segments of at most `segment_rows` rows / about `segment_bytes` bytes of files."""
+    target = SegmentSize(segment_rows, segment_bytes)
+    if spec is None:
+        if size not in SAMPLE_SIZES:
+            raise StorageError(
+                "InvalidArgument", f"unknown sample size {size!r}: choose from {list(SAMPLE_SIZES)}"
+            )
+        spec = SAMPLE_SIZES[size]
+    cap = target.max_rows(sample_row_bytes(spec)) if not target.is_default else None
+    return spec if cap is None else spec.resegmented(cap)
+
+
+def sample_row_bytes(spec: SampleSpec) -> float:
+    """Bytes of segment files per sample row (`segsize.estimate_row_bytes`, with the varchar and
+    `$meta` lengths of the first block of seed 0)."""
+    rows = _block(0, spec, 0, 0)
+    first = np.arange(1, BLOCK_ROWS + 1, dtype=np.int64)
+    titles = _titles(rows, first)
+    return estimate_row_bytes(
+        sample_schema("", 0, spec),
+        spec.M,
+        {"title": sum(len(t.encode()) for t in titles) / BLOCK_ROWS},
+        sum(len(encode_json_row(m)) + 1 for m in _metas(rows, PARTITIONS[0])) / BLOCK_ROWS,
+    )
 
 
 def _centers(seed: int, spec: SampleSpec) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -161,47 +225,107 @@ def segment_id_for(partition: str, index: int) -> str:
     return f"{partition.strip('_')}-{index:04d}"
 
 
-def generate_segment(seed: int, spec: SampleSpec, partition_index: int, segment_index: int) -> SampleSegment:
-    """One segment's data; depends only on its arguments (use it for ground truth in tests)."""
+@dataclass(frozen=True)
+class _Block:
+    """The random draws of one block of rows (everything but the primary keys)."""
+
+    intro: npt.NDArray[np.float32]
+    cover: npt.NDArray[np.float32]
+    adjectives: npt.NDArray[np.int64]
+    nouns: npt.NDArray[np.int64]
+    genres: npt.NDArray[np.int64]
+    years: npt.NDArray[np.int64]
+    awards: npt.NDArray[np.bool_]
+    award_idx: npt.NDArray[np.int64]
+    word_count: npt.NDArray[np.int64]
+    rating: npt.NDArray[np.float32]
+    in_print: npt.NDArray[np.bool_]
+
+    def rows(self, start: int, stop: int) -> _Block:
+        return _Block(**{k: getattr(self, k)[start:stop] for k in self.__dataclass_fields__})
+
+    @staticmethod
+    def concat(blocks: list[_Block]) -> _Block:
+        if len(blocks) == 1:
+            return blocks[0]
+        return _Block(
+            **{k: np.concatenate([getattr(b, k) for b in blocks]) for k in _Block.__dataclass_fields__}
+        )
+
+
+def _block(seed: int, spec: SampleSpec, partition_index: int, block: int) -> _Block:
+    """Block `block` of a partition: `BLOCK_ROWS` rows from the stream (seed, 2, partition, block)."""
+    n = BLOCK_ROWS
     partition = PARTITIONS[partition_index]
-    n = spec.rows_per_segment
-    rng = np.random.default_rng([seed, 2, partition_index, segment_index])
+    rng = np.random.default_rng([seed, 2, partition_index, block])
     intro_c, cover_c = _centers(seed, spec)
     assign = rng.choice(spec.clusters, size=n, p=_cluster_weights(partition_index, spec.clusters))
     intro = _clustered(rng, intro_c, assign, noise=0.35)
     cover = _clustered(rng, cover_c, assign % cover_c.shape[0], noise=0.3)
-    first = (partition_index * spec.segments + segment_index) * n + 1
-    book_id = np.arange(first, first + n, dtype=np.int64)
     low, high = _WORDS[partition]
-    adjectives = rng.integers(len(_ADJECTIVES), size=n)
-    nouns = rng.integers(len(_NOUNS), size=n)
+    return _Block(
+        intro=intro,
+        cover=cover,
+        adjectives=rng.integers(len(_ADJECTIVES), size=n),
+        nouns=rng.integers(len(_NOUNS), size=n),
+        genres=rng.integers(len(_GENRES[partition]), size=n),
+        years=rng.integers(1800, 2025, size=n),
+        awards=rng.random(n) < 0.1,
+        award_idx=rng.integers(len(_AWARDS), size=n),
+        word_count=rng.integers(low, high, size=n, dtype=np.int64),
+        rating=np.round(rng.uniform(1.0, 5.0, size=n), 2).astype(np.float32),
+        in_print=rng.random(n) < 0.7,
+    )
+
+
+def _titles(rows: _Block, book_id: npt.NDArray[np.int64]) -> list[str]:
+    return [
+        f"{_ADJECTIVES[a]} {_NOUNS[b]} {k}"
+        for a, b, k in zip(rows.adjectives, rows.nouns, book_id, strict=True)
+    ]
+
+
+def _metas(rows: _Block, partition: str) -> list[dict[str, Any]]:
     genres = _GENRES[partition]
-    genre_idx = rng.integers(len(genres), size=n)
-    years = rng.integers(1800, 2025, size=n)
-    awards = rng.random(n) < 0.1
-    award_idx = rng.integers(len(_AWARDS), size=n)
-    dynamic: list[dict[str, Any]] = []
-    for i in range(n):
-        meta: dict[str, Any] = {"genre": genres[genre_idx[i]], "year": int(years[i])}
-        if awards[i]:
-            meta["award"] = _AWARDS[award_idx[i]]
-        dynamic.append(meta)
+    out: list[dict[str, Any]] = []
+    for g, year, award, a in zip(rows.genres, rows.years, rows.awards, rows.award_idx, strict=True):
+        meta: dict[str, Any] = {"genre": genres[g], "year": int(year)}
+        if award:
+            meta["award"] = _AWARDS[a]
+        out.append(meta)
+    return out
+
+
+def generate_rows(seed: int, spec: SampleSpec, partition_index: int, start: int, stop: int) -> SampleSegment:
+    """Rows `start..stop-1` of a partition (segment id: the segment holding row `start`)."""
+    if not 0 <= start < stop:
+        raise ValueError(f"need 0 <= start < stop, got {start}, {stop}")
+    partition = PARTITIONS[partition_index]
+    first_block, last_block = start // BLOCK_ROWS, (stop - 1) // BLOCK_ROWS
+    blocks = [_block(seed, spec, partition_index, b) for b in range(first_block, last_block + 1)]
+    offset = first_block * BLOCK_ROWS
+    rows = _Block.concat(blocks).rows(start - offset, stop - offset)
+    first = partition_index * spec.rows_per_partition + start + 1
+    book_id = np.arange(first, first + (stop - start), dtype=np.int64)
     return SampleSegment(
         partition=partition,
-        segment_id=segment_id_for(partition, segment_index),
-        vectors={"book_intro": intro, "cover": cover},
+        segment_id=segment_id_for(partition, start // spec.rows_per_segment),
+        vectors={"book_intro": rows.intro, "cover": rows.cover},
         primary_keys=book_id,
         scalars={
-            "title": [
-                f"{_ADJECTIVES[a]} {_NOUNS[b]} {k}"
-                for a, b, k in zip(adjectives, nouns, book_id, strict=True)
-            ],
-            "word_count": rng.integers(low, high, size=n, dtype=np.int64),
-            "rating": np.round(rng.uniform(1.0, 5.0, size=n), 2).astype(np.float32),
-            "in_print": rng.random(n) < 0.7,
+            "title": _titles(rows, book_id),
+            "word_count": rows.word_count,
+            "rating": rows.rating,
+            "in_print": rows.in_print,
         },
-        dynamic=dynamic,
+        dynamic=_metas(rows, partition),
     )
+
+
+def generate_segment(seed: int, spec: SampleSpec, partition_index: int, segment_index: int) -> SampleSegment:
+    """One segment's data; depends only on its arguments (use it for ground truth in tests)."""
+    n = spec.rows_per_segment
+    return generate_rows(seed, spec, partition_index, segment_index * n, (segment_index + 1) * n)
 
 
 def sample_queries(
@@ -223,11 +347,15 @@ def write_sample(
     progress: bool = False,
     spec: SampleSpec | None = None,
     num_threads: int = -1,
+    segment_rows: int | None = None,
+    segment_bytes: int | None = None,
 ) -> SampleInfo:
     """Write (or find) the sample collection `book` under `root`.
 
-    StorageError('SampleMismatch') if `root` holds a `book` written with other arguments."""
-    spec = resolve_spec(size, spec)
+    `segment_rows` / `segment_bytes` re-cut the preset (or `spec`) into smaller or larger segments
+    (`resolve_spec`); the rows are the same. StorageError('SampleMismatch') if `root` holds a
+    `book` written with other arguments (including another segment layout)."""
+    spec = resolve_spec(size, spec, segment_rows, segment_bytes)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise StorageError("InvalidArgument", f"seed must be a non-negative integer, got {seed!r}")
     writer = CollectionWriter(root)
@@ -236,10 +364,12 @@ def write_sample(
     except StorageError as exc:
         if exc.reason != "SchemaMismatch":
             raise
+        held = writer.schema(COLLECTION).description
         raise StorageError(
             "SampleMismatch",
             f"{root} already holds a collection {COLLECTION!r} written with different arguments "
-            f"(not size={size} seed={seed}); use another --root",
+            f"(not size={size} seed={seed} {spec.describe()} generator={GENERATOR}; it holds: {held!r}); "
+            "use another --root or remove the old one",
         ) from exc
     todo: list[tuple[int, int]] = []
     for p_index, partition in enumerate(PARTITIONS):

@@ -34,80 +34,87 @@ def _check_len(field: str, values: Sequence[Any] | npt.NDArray[Any], rows: int) 
         raise _bad(field, f"has {len(values)} rows, expected {rows}")
 
 
-def _int64_column(field: str, values: object) -> npt.NDArray[np.int64]:
+def _int64_column(field: str, values: object, row_offset: int = 0) -> npt.NDArray[np.int64]:
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise _bad(field, f"must be a 1-D sequence of int64, got shape {arr.shape}")
     if arr.dtype.kind == "u":
         if arr.size and int(arr.max()) > _INT64_MAX:
-            raise _bad(field, "value out of int64 range")
+            row = int(np.argmax(arr > np.uint64(_INT64_MAX)))
+            raise _bad(field, f"row {row_offset + row}: {int(arr[row])} is out of int64 range")
     elif arr.dtype.kind == "O":
         for i, v in enumerate(arr.tolist()):
             if isinstance(v, bool) or not isinstance(v, int):
-                raise _bad(field, f"row {i}: expected an integer, got {v!r}")
+                raise _bad(field, f"row {row_offset + i}: expected an integer, got {v!r}")
             if not _INT64_MIN <= v <= _INT64_MAX:
-                raise _bad(field, f"row {i}: {v} is out of int64 range")
+                raise _bad(field, f"row {row_offset + i}: {v} is out of int64 range")
     elif arr.dtype.kind != "i" and not (arr.size == 0 and arr.dtype.kind == "f"):
         raise _bad(field, f"expected int64 values, got dtype {arr.dtype}")
     return arr.astype("<i8")
 
 
-def _float_column(field: str, values: object) -> npt.NDArray[np.float32]:
+def _float_column(field: str, values: object, row_offset: int = 0) -> npt.NDArray[np.float32]:
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise _bad(field, f"must be a 1-D sequence of floats, got shape {arr.shape}")
     if arr.dtype.kind == "O":
         for i, v in enumerate(arr.tolist()):
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise _bad(field, f"row {i}: expected a number, got {v!r}")
+                raise _bad(field, f"row {row_offset + i}: expected a number, got {v!r}")
     elif arr.dtype.kind not in "iuf":
         raise _bad(field, f"expected float values, got dtype {arr.dtype}")
     out = arr.astype("<f4")
     bad = ~np.isfinite(out)
     if bad.any():
-        raise _bad(field, f"row {int(np.argmax(bad))}: value is not finite (NaN/inf or out of float32 range)")
+        raise _bad(
+            field,
+            f"row {row_offset + int(np.argmax(bad))}: value is not finite (NaN/inf or out of float32 range)",
+        )
     return out
 
 
-def _bool_column(field: str, values: object) -> npt.NDArray[np.bool_]:
+def _bool_column(field: str, values: object, row_offset: int = 0) -> npt.NDArray[np.bool_]:
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise _bad(field, f"must be a 1-D sequence of booleans, got shape {arr.shape}")
     if arr.dtype.kind == "O":
         for i, v in enumerate(arr.tolist()):
             if not isinstance(v, bool):
-                raise _bad(field, f"row {i}: expected a boolean, got {v!r}")
+                raise _bad(field, f"row {row_offset + i}: expected a boolean, got {v!r}")
     elif arr.dtype.kind != "b" and arr.size:
         raise _bad(field, f"expected booleans, got dtype {arr.dtype}")
     return arr.astype("|b1")
 
 
-def _varchar_column(field: FieldSchema, values: object) -> list[str]:
+def _varchar_column(field: FieldSchema, values: object, row_offset: int = 0) -> list[str]:
     if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
         raise _bad(field.name, "must be a sequence of strings")
     out = list(values)
     for i, v in enumerate(out):
         if not isinstance(v, str):
-            raise _bad(field.name, f"row {i}: expected a string, got {v!r}")
+            raise _bad(field.name, f"row {row_offset + i}: expected a string, got {v!r}")
         try:
             v.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise _bad(field.name, f"row {i}: not valid UTF-8 text: {exc}") from exc
+            raise _bad(field.name, f"row {row_offset + i}: not valid UTF-8 text: {exc}") from exc
         if field.max_length is not None and len(v) > field.max_length:
-            raise _bad(field.name, f"row {i}: length {len(v)} exceeds maxLength {field.max_length}")
+            raise _bad(
+                field.name, f"row {row_offset + i}: length {len(v)} exceeds maxLength {field.max_length}"
+            )
     return out
 
 
-def scalar_column(field: FieldSchema, values: object, rows: int) -> Column:
+def scalar_column(field: FieldSchema, values: object, rows: int, row_offset: int = 0) -> Column:
+    """A validated column; `row_offset` shifts row numbers in error messages."""
     column: Column
     if field.type == "int64":
-        column = _int64_column(field.name, values)
+        column = _int64_column(field.name, values, row_offset)
     elif field.type == "float":
-        column = _float_column(field.name, values)
+        column = _float_column(field.name, values, row_offset)
     elif field.type == "bool":
-        column = _bool_column(field.name, values)
+        column = _bool_column(field.name, values, row_offset)
     else:
-        column = _varchar_column(field, values)
+        column = _varchar_column(field, values, row_offset)
     _check_len(field.name, column, rows)
     return column
 
@@ -135,15 +142,15 @@ def vector_column(
     return out
 
 
-def primary_key_column(field: FieldSchema, values: object) -> Column:
+def primary_key_column(field: FieldSchema, values: object, row_offset: int = 0) -> Column:
     keys: Column
     if field.type == "int64":
-        keys = _int64_column(field.name, values)
+        keys = _int64_column(field.name, values, row_offset)
         unique, counts = np.unique(keys, return_counts=True)
         if unique.size != keys.size:
             raise _bad(field.name, f"duplicate primary key {int(unique[np.argmax(counts > 1)])}")
     else:
-        keys = _varchar_column(field, values)
+        keys = _varchar_column(field, values, row_offset)
         seen: set[str] = set()
         for key in keys:
             if key in seen:
@@ -152,7 +159,9 @@ def primary_key_column(field: FieldSchema, values: object) -> Column:
     return keys
 
 
-def dynamic_rows(schema: CollectionSchema, dynamic: Sequence[object] | None, rows: int) -> list[bytes] | None:
+def dynamic_rows(
+    schema: CollectionSchema, dynamic: Sequence[object] | None, rows: int, row_offset: int = 0
+) -> list[bytes] | None:
     if not schema.dynamic_field:
         if dynamic is not None and any(dynamic):
             raise _bad(DYNAMIC_FIELD, f"collection {schema.name!r} has no dynamic field")
@@ -164,14 +173,16 @@ def dynamic_rows(schema: CollectionSchema, dynamic: Sequence[object] | None, row
     encoded: list[bytes] = []
     for i, row in enumerate(dynamic):
         if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
-            raise _bad(DYNAMIC_FIELD, f"row {i}: expected an object with string keys, got {row!r}")
+            raise _bad(
+                DYNAMIC_FIELD, f"row {row_offset + i}: expected an object with string keys, got {row!r}"
+            )
         clash = names.intersection(row)
         if clash:
-            raise _bad(DYNAMIC_FIELD, f"row {i}: key {sorted(clash)[0]!r} is a schema field")
+            raise _bad(DYNAMIC_FIELD, f"row {row_offset + i}: key {sorted(clash)[0]!r} is a schema field")
         try:
             encoded.append(encode_json_row(row))
         except (TypeError, ValueError) as exc:
-            raise _bad(DYNAMIC_FIELD, f"row {i}: not JSON-serialisable: {exc}") from exc
+            raise _bad(DYNAMIC_FIELD, f"row {row_offset + i}: not JSON-serialisable: {exc}") from exc
     return encoded
 
 

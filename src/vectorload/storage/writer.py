@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,16 @@ from vectorload.storage.validate import SegmentColumns, check_index_params, prep
 STAGING_DIR = ".staging"
 OWNER_FILE = ".owner"
 STALE_AFTER_SECONDS = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StagedSegment:
+    """A segment built in `<collection>/.staging/<uuid>/` (manifest included, `.owner` still
+    there so `clean_staging` leaves it alone), not yet renamed to `target`."""
+
+    manifest: SegmentManifest
+    staging: Path
+    target: Path
 
 
 def new_segment_id() -> str:
@@ -121,25 +132,96 @@ class CollectionWriter:
 
         `on_rows(n)` is called as index building progresses (n rows per vector field chunk, so the
         total is rows × number of vector fields)."""
+        staged = self.stage_segment(
+            collection,
+            partition,
+            segment_id,
+            vectors,
+            primary_keys,
+            scalars,
+            dynamic,
+            M=M,
+            ef_construction=ef_construction,
+            num_threads=num_threads,
+            on_rows=on_rows,
+        )
+        return self.publish(staged)
+
+    def stage_segment(
+        self,
+        collection: str,
+        partition: str,
+        segment_id: str | None,
+        vectors: Mapping[str, object],
+        primary_keys: object,
+        scalars: Mapping[str, object],
+        dynamic: Sequence[object] | None = None,
+        M: int = 16,
+        ef_construction: int = 200,
+        num_threads: int = -1,
+        on_rows: Callable[[int], None] | None = None,
+        schema: CollectionSchema | None = None,
+    ) -> StagedSegment:
+        """Validate and build one segment in staging, invisible until `publish` (or `discard`).
+        `schema`: as for `stage_columns`."""
+        segment_id = new_segment_id() if segment_id is None else segment_id
+        schema, _ = self._target(collection, partition, segment_id, M, ef_construction, schema)
+        columns = prepare_segment(schema, vectors, primary_keys, scalars, dynamic)
+        return self.stage_columns(
+            collection, partition, segment_id, columns, M, ef_construction, num_threads, on_rows, schema
+        )
+
+    def _target(
+        self,
+        collection: str,
+        partition: str,
+        segment_id: str,
+        M: int,
+        ef_construction: int,
+        schema: CollectionSchema | None = None,
+    ) -> tuple[CollectionSchema, Path]:
+        """Check names and index parameters; the schema and the segment's final directory. With
+        `schema`, the collection and partition need not exist yet (they must by `publish`)."""
         check_name("collection", collection, reason="InvalidArgument")
         check_name("partition", partition, reason="InvalidArgument")
-        segment_id = new_segment_id() if segment_id is None else segment_id
         check_segment_id(segment_id, reason="InvalidArgument")
         check_index_params(M, ef_construction)
-        schema = self.reader.schema(collection)
         pdir = self.root / collection / partition
-        if not pdir.is_dir():
-            raise StorageError(
-                "PartitionNotFound", f"partition {partition!r} not found in collection {collection!r}"
-            )
+        if schema is None:
+            schema = self.reader.schema(collection)
+            if not pdir.is_dir():
+                raise StorageError(
+                    "PartitionNotFound", f"partition {partition!r} not found in collection {collection!r}"
+                )
+        else:
+            validate_schema(schema)
         target = pdir / segment_id
         if target.exists():
             raise StorageError("SegmentExists", f"segment {collection}/{partition}/{segment_id} exists")
-        columns = prepare_segment(schema, vectors, primary_keys, scalars, dynamic)
+        return schema, target
+
+    def stage_columns(
+        self,
+        collection: str,
+        partition: str,
+        segment_id: str | None,
+        columns: SegmentColumns,
+        M: int = 16,
+        ef_construction: int = 200,
+        num_threads: int = -1,
+        on_rows: Callable[[int], None] | None = None,
+        schema: CollectionSchema | None = None,
+    ) -> StagedSegment:
+        """`stage_segment` for columns `validate.prepare_segment` (or an equivalent check) produced.
+
+        With `schema`, staging needs neither `collection.json` nor the partition directory: an
+        ingest builds everything before it creates them, so a failed one leaves nothing visible."""
+        segment_id = new_segment_id() if segment_id is None else segment_id
+        schema, target = self._target(collection, partition, segment_id, M, ef_construction, schema)
         self.clean_staging(collection)
         index_params = {f.name: {"M": M, "ef_construction": ef_construction} for f in schema.vector_fields}
         staging_root = self.root / collection / STAGING_DIR
-        staging_root.mkdir(exist_ok=True)
+        staging_root.mkdir(parents=True, exist_ok=True)
         staging = staging_root / uuid.uuid4().hex
         staging.mkdir()
         owner = staging / OWNER_FILE
@@ -155,22 +237,39 @@ class CollectionWriter:
                 index_params=index_params,
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
-            owner.unlink()
             with durable_open(staging / MANIFEST_NAME) as fh:
                 fh.write(dump_json(manifest_to_dict(manifest)))
-            fsync_dir(staging)
-            try:
-                os.rename(staging, target)
-            except OSError as exc:
-                raise StorageError(
-                    "SegmentExists", f"segment {collection}/{partition}/{segment_id} exists"
-                ) from exc
-            fsync_dir(pdir)
-            fsync_dir(staging_root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return manifest
+        return StagedSegment(manifest, staging, target)
+
+    def publish(self, staged: StagedSegment) -> SegmentManifest:
+        """Make a staged segment visible: drop its `.owner`, then one `rename(2)`."""
+        m = staged.manifest
+        try:
+            if not staged.target.parent.is_dir():
+                raise StorageError(
+                    "PartitionNotFound", f"partition {m.partition!r} not found in collection {m.collection!r}"
+                )
+            (staged.staging / OWNER_FILE).unlink(missing_ok=True)
+            fsync_dir(staged.staging)
+            try:
+                os.rename(staged.staging, staged.target)
+            except OSError as exc:
+                raise StorageError(
+                    "SegmentExists", f"segment {m.collection}/{m.partition}/{m.segment_id} exists"
+                ) from exc
+            fsync_dir(staged.target.parent)
+            fsync_dir(staged.staging.parent)
+        except BaseException:
+            self.discard(staged)
+            raise
+        return m
+
+    def discard(self, staged: StagedSegment) -> None:
+        """Remove a staged segment that will not be published."""
+        shutil.rmtree(staged.staging, ignore_errors=True)
 
     def _write_files(
         self,

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vectorload.storage import ingest as ingest_module
+from vectorload.storage import writer as writer_module
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema, FieldSchema, StorageError
 from vectorload.storage.columns import read_column, read_jsonl
 from vectorload.storage.hnsw import open_index
@@ -114,6 +116,9 @@ def test_vectors_only_collection_without_rows(root: Path, files: dict[str, Path]
     path = FilesystemReader(root).segment_file_path(m, "id")
     assert list(read_column(path, schema.primary_key)) == list(range(ROWS))
     assert m.partition == "_default" and DYNAMIC_FIELD not in m.files
+    dynamic = CollectionSchema("dyn", schema.fields, dynamic_field=True)
+    (d,) = ingest(root, "dyn", vectors={"v": files["intro"]}, schema=dynamic, progress=False, num_threads=1)
+    assert read_jsonl(FilesystemReader(root).segment_file_path(d, DYNAMIC_FIELD)) == [{}] * ROWS
 
 
 Prepare = Callable[[dict[str, Path]], dict[str, Any]]
@@ -212,3 +217,69 @@ def test_schema_must_match_existing(
     with pytest.raises(StorageError) as err:
         _run(root, files, schema=make_schema(dynamic=False))
     assert err.value.reason == "SchemaMismatch"
+
+
+def test_default_segments_are_split_evenly(
+    root: Path, files: dict[str, Path], make_schema: MakeSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a size the input is split into floor(rows / minimum) even segments (the minimum is
+    `segsize.default_segment_rows`, made small here), so no short tail segment is left."""
+    monkeypatch.setattr(ingest_module, "default_segment_rows", lambda schema, M: 25)
+    manifests = _run(root, files, schema=make_schema(), segment_rows=None)
+    assert [m.rows for m in manifests] == [35, 35]
+
+
+def test_segment_bytes_target(root: Path, files: dict[str, Path], make_schema: MakeSchema) -> None:
+    (whole,) = _run(root, files, schema=make_schema(), segment_rows=None)
+    per_row = whole.total_bytes / ROWS
+    target = int(20 * per_row)
+    manifests = _run(root, files, schema=make_schema(), segment_rows=None, segment_bytes=target)
+    assert len(manifests) in (3, 4, 5) and sum(m.rows for m in manifests) == ROWS
+    assert all(abs(m.total_bytes - target) <= 0.2 * target for m in manifests[:-1])
+    both = _run(root, files, schema=make_schema(), segment_rows=10, segment_bytes=target)
+    assert [m.rows for m in both] == [10] * 7  # the smaller cap wins
+
+
+def test_failure_after_staging_leaves_nothing(
+    root: Path, files: dict[str, Path], make_schema: MakeSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two segments are built in staging, the third fails: no collection, no staging left."""
+    real_build = writer_module.build_index
+    calls: list[int] = []
+
+    def build(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 5:  # two vector fields per segment: the third segment's first index
+            raise OSError("disk full")
+        real_build(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "build_index", build)
+    with pytest.raises(OSError, match="disk full"):
+        _run(root, files, schema=make_schema())
+    assert len(calls) == 5
+    assert not root.exists() or FilesystemReader(root).list_collections() == []
+    assert not (root / "book").exists()
+
+
+def test_publish_happens_only_after_every_segment_is_built(
+    writer: Any, root: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visible_while_building: list[int] = []
+    real_build = writer_module.build_index
+
+    def build(*args: Any, **kwargs: Any) -> None:
+        visible_while_building.append(len(FilesystemReader(root).segments("book", "_default")))
+        real_build(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "build_index", build)
+    manifests = ingest(
+        root,
+        "book",
+        vectors={"intro": files["intro"], "cover": files["cover"]},
+        rows_jsonl=files["rows"],
+        segment_rows=30,
+        progress=False,
+        num_threads=1,
+    )
+    assert len(manifests) == 3 and visible_while_building == [0] * 6
+    assert FilesystemReader(root).segments("book", "_default") == manifests
