@@ -21,6 +21,8 @@ def main(argv: list[str]) -> int:
         return 2
     if settings.token is None:
         logging.getLogger("vectorload.querynode").warning("control API runs WITHOUT authentication")
+    if settings.open_data_api:
+        logging.getLogger("vectorload.querynode").warning("data API runs WITHOUT authentication")
     node = QueryNode(settings)
     logging.getLogger("vectorload.querynode").info(
         "querynode %s (boot %s) serving %s on %s:%d, memory limit %d bytes × %.2f",

@@ -14,3 +14,13 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, dict[str, str]]:
         return {"error": {"reason": self.reason, "message": self.message}}
+
+
+ECHO_LIMIT = 200  # characters of client input an error message may show
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """Client input as shown in an error message: at most `limit` characters."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"

@@ -79,11 +79,15 @@ def test_auth_accepts_and_open_mode() -> None:
 
 def test_settings_refuse_to_start_without_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("VECTORLOAD_TOKEN", raising=False)
+    monkeypatch.delenv("VECTORLOAD_DATA_TOKEN", raising=False)
     with pytest.raises(SettingsError, match="token"):
         parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi"])
-    assert (
-        parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi", "--insecure-no-auth"]).token is None
-    )
+    # an open control API still leaves the data API closed unless it is opened explicitly
+    with pytest.raises(SettingsError, match=r"data API would accept no token.*--open-data-api"):
+        parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi", "--insecure-no-auth"])
+    insecure = ["--root", str(tmp_path), "--memory-limit", "1Gi", "--insecure-no-auth", "--open-data-api"]
+    assert parse_settings(insecure).token is None
+    assert parse_settings(insecure).open_data_api
     monkeypatch.setenv("VECTORLOAD_TOKEN", "from-env")
     assert parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi"]).token == "from-env"
     token_file = tmp_path / "token"

@@ -138,7 +138,8 @@ SegmentStateName = Literal["loading", "loaded", "failed"]
 
 
 class HeldSegment(Wire, frozen=True):
-    """One segment a node holds (or is loading, or failed to load)."""
+    """One segment a node holds (or is loading, or failed to load). `reloading` is present only
+    while an in-place reload runs (`isinstance(seg.reloading, Reloading)`; null reads as absent)."""
 
     collection: str
     partition: str
@@ -150,7 +151,10 @@ class HeldSegment(Wire, frozen=True):
     rows: int = 0
     fields: tuple[str, ...] = ()
     dynamic_field: bool = False
-    reloading: Reloading | None = None
+    reloading: Reloading | None | msgspec.UnsetType = msgspec.UNSET
+
+
+UNSET = msgspec.UNSET
 
 
 class Distribution(Wire, frozen=True):

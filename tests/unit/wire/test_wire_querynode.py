@@ -253,7 +253,7 @@ held = st.builds(
     rows=counts,
     fields=st.lists(names, max_size=4).map(tuple),
     dynamic_field=st.booleans(),
-    reloading=st.none() | reloading,
+    reloading=st.just(w.UNSET) | reloading,
 )
 distributions = st.builds(
     w.Distribution,
