@@ -117,6 +117,9 @@ def wire_error(err: wire.WireError, type_: type[wire.Wire]) -> ApiError:
     if err.malformed:
         return bad("InvalidJSON", f"request body is not valid JSON: {err.message[:ECHO_LIMIT]}")
     if err.unknown and err.key is not None:
+        if err.path != "$":
+            where = f"at {err.path[:80]} in the {kind} request"
+            return bad("UnknownKey", f"unknown key {clip(err.key, 80)} {where}")
         keys = wire.field_names(type_)
         close = difflib.get_close_matches(err.key, keys, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else f" (keys: {', '.join(keys)})"

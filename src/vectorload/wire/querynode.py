@@ -51,8 +51,8 @@ class WireError(ValueError):
         super().__init__(message)
         self.message = message
         self.path = path
-        self.key = key
-        self.unknown = unknown  # an unknown key (the key is `key`)
+        self.key = key  # the top-level key involved, or the unknown key itself
+        self.unknown = unknown  # an unknown key `key` in the object at `path`
         self.malformed = malformed  # not JSON at all (or not UTF-8)
 
 
@@ -151,7 +151,7 @@ class HeldSegment(Wire, frozen=True):
     rows: int = 0
     fields: tuple[str, ...] = ()
     dynamic_field: bool = False
-    reloading: Reloading | None | msgspec.UnsetType = msgspec.UNSET
+    reloading: Reloading | msgspec.UnsetType | None = msgspec.UNSET
 
 
 UNSET = msgspec.UNSET
@@ -304,7 +304,7 @@ def _wire_error(exc: msgspec.MsgspecError) -> WireError:
     path = where.rstrip("`") if where else "$"
     key: str | None = None
     unknown = False
-    if message.startswith("Object contains unknown field `") and path == "$":
+    if message.startswith("Object contains unknown field `"):
         key = message.removeprefix("Object contains unknown field `").rstrip("`")
         unknown = True
     elif path.startswith("$."):

@@ -193,6 +193,7 @@ def test_catalog_schema_is_parsed_by_the_storage_parser() -> None:
     ("raw", "path", "key", "unknown"),
     [
         (b'{"collection": "c", "vectors": [[1]], "top_k": 3}', "$", "top_k", True),
+        (b'{"collection": "c", "vectors": [[1]], "ef": {"a": 1}}', "$.ef", "ef", False),
         (b'{"collection": "c", "vectors": [[1]], "topK": null}', "$.topK", "topK", False),
         (b'{"collection": "c", "vectors": [[1, true]]}', "$.vectors[0][1]", "vectors", False),
         (b'{"collection": "c", "vectors": [[1e400]]}', "$.vectors[0][0]", "vectors", False),
