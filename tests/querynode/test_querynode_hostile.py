@@ -335,5 +335,6 @@ def test_healthz_answers_promptly_while_searches_keep_the_node_busy(
             thread.join()
     assert answers and set(answers) == {200}
     p99 = float(np.percentile(latencies, 99))
-    print(f"/healthz p50 {np.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, {len(answers)} searches")
+    p50 = float(np.median(latencies))
+    print(f"/healthz p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, {len(answers)} searches")
     assert p99 < 0.1, f"/healthz p99 {p99 * 1000:.0f} ms while searching (max {max(latencies) * 1000:.0f} ms)"
