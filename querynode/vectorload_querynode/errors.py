@@ -1,6 +1,8 @@
-"""The one error type handlers raise; the app turns it into `{"error": {"reason", "message"}}`."""
+"""The one error type handlers raise; the app answers it as the wire's `ErrorBody`."""
 
 from __future__ import annotations
+
+from vectorload.wire import querynode as wire
 
 
 class ApiError(Exception):
@@ -13,7 +15,9 @@ class ApiError(Exception):
         self.message = message
 
     def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"reason": self.reason, "message": self.message}}
+        """The error body as plain JSON values."""
+        value = wire.ErrorBody(error=wire.ErrorDetail(reason=self.reason, message=self.message))
+        return dict(wire.to_builtins(value))
 
 
 ECHO_LIMIT = 200  # characters of client input an error message may show

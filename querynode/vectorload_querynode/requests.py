@@ -96,12 +96,16 @@ def json_depth_exceeds(raw: bytes, limit: int) -> bool:
     return False
 
 
+# the reason a decoding error gets by the key it is at (attribute names, turned into wire keys)
 _REASONS_BY_KEY = {
-    "collection": "InvalidName",
-    "partition": "InvalidName",
-    "vectors": "InvalidVectors",
-    "filter": "InvalidFilter",
+    wire.key(wire.LoadRequest, attribute): reason
+    for attribute, reason in (("collection", "InvalidName"), ("partition", "InvalidName"))
+} | {
+    wire.key(wire.SearchRequest, attribute): reason
+    for attribute, reason in (("vectors", "InvalidVectors"), ("filter", "InvalidFilter"))
 }
+K = wire.key
+_VECTORS = K(wire.SearchRequest, "vectors")
 _KINDS = {
     wire.LoadRequest: "load",
     wire.ReleaseRequest: "release",
@@ -191,7 +195,7 @@ def _range(value: int, key: str, low: int, high: int) -> int:
 def _partitions(values: tuple[str, ...] | None) -> list[str] | None:
     if values is None:
         return None
-    _count(values, "partitions", MAX_PARTITIONS)
+    _count(values, K(wire.SearchRequest, "partitions"), MAX_PARTITIONS)
     return [check_name(v, "partition") for v in values]
 
 
@@ -199,16 +203,15 @@ def _output_fields(values: tuple[str, ...] | None, limits: Limits) -> list[str] 
     if values is None:
         return None
     if len(values) > limits.max_output_fields:
-        raise limit_exceeded(
-            f"outputFields ({len(values)} names)", "--max-output-fields", limits.max_output_fields
-        )
+        what = f"{K(wire.SearchRequest, 'output_fields')} ({len(values)} names)"
+        raise limit_exceeded(what, "--max-output-fields", limits.max_output_fields)
     return [v if v in (DYNAMIC_FIELD, "*") else check_name(v, "field") for v in values]
 
 
 def _filter(value: str | None, required: bool) -> str | None:
     if value is None or value == "":
         if required:
-            raise bad("InvalidRequest", "filter is required")
+            raise bad("InvalidRequest", f"{K(wire.QueryRequest, 'filter')} is required")
         return None
     return value
 
@@ -226,10 +229,10 @@ class LoadRequest:
 
     @classmethod
     def from_wire(cls, body: wire.LoadRequest) -> LoadRequest:
-        _count(body.segments, "segments", MAX_SEGMENTS)
+        _count(body.segments, K(wire.LoadRequest, "segments"), MAX_SEGMENTS)
         fields = body.fields
         if fields is not None:
-            _count(fields, "fields", MAX_LOAD_FIELDS)
+            _count(fields, K(wire.LoadRequest, "fields"), MAX_LOAD_FIELDS)
         return cls(
             collection=check_name(body.collection, "collection"),
             partition=check_name(body.partition, "partition"),
@@ -252,7 +255,7 @@ class ReleaseRequest:
     def from_wire(cls, body: wire.ReleaseRequest) -> ReleaseRequest:
         targets = None
         if body.segments is not None:
-            _count(body.segments, "segments", MAX_SEGMENTS)
+            _count(body.segments, K(wire.ReleaseRequest, "segments"), MAX_SEGMENTS)
             targets = [
                 (check_name(t.partition, "partition"), check_segment_id(t.segment)) for t in body.segments
             ]
@@ -265,19 +268,19 @@ class ReleaseRequest:
 
 def _vectors(raw: list[list[float] | float]) -> npt.NDArray[np.float32]:
     if not raw:
-        raise bad("InvalidRequest", "vectors must be a non-empty list of vectors")
+        raise bad("InvalidRequest", f"{_VECTORS} must be a non-empty list of vectors")
     rows: list[list[float]]
     if all(isinstance(v, float) for v in raw):
         rows = [raw]  # type: ignore[list-item]  # one bare vector
     elif all(isinstance(v, list) for v in raw):
         rows = raw  # type: ignore[assignment]
     else:
-        raise bad("InvalidVectors", "vectors must be lists of numbers, all of the same length")
+        raise bad("InvalidVectors", f"{_VECTORS} must be lists of numbers, all of the same length")
     if len(rows) > MAX_QUERIES:
         raise bad("InvalidRequest", f"{len(rows)} query vectors; the limit is {MAX_QUERIES}")
     dims = {len(v) for v in rows}
     if len(dims) != 1 or 0 in dims:
-        raise bad("InvalidVectors", "vectors must be lists of numbers, all of the same length")
+        raise bad("InvalidVectors", f"{_VECTORS} must be lists of numbers, all of the same length")
     with np.errstate(over="ignore", invalid="ignore"):
         array = np.asarray(rows, dtype=np.float32)
         finite = bool(np.all(np.isfinite(array)))
@@ -311,11 +314,11 @@ class SearchRequest:
     @classmethod
     def from_wire(cls, body: wire.SearchRequest, limits: Limits = DEFAULT_LIMITS) -> SearchRequest:
         collection = check_name(body.collection, "collection")
-        top_k = _range(body.top_k, "topK", 1, MAX_TOP_K)
+        top_k = _range(body.top_k, K(wire.SearchRequest, "top_k"), 1, MAX_TOP_K)
         vectors = _vectors(body.vectors)
         if len(vectors) * top_k > limits.max_search_results:
             raise limit_exceeded(
-                f"nq × topK = {len(vectors)} × {top_k} = {len(vectors) * top_k}",
+                f"nq × {K(wire.SearchRequest, 'top_k')} = {len(vectors)} × {top_k} = {len(vectors) * top_k}",
                 "--max-search-results",
                 limits.max_search_results,
             )
@@ -327,7 +330,7 @@ class SearchRequest:
             top_k=top_k,
             filter=_filter(body.filter, required=False),
             output_fields=_output_fields(body.output_fields, limits),
-            ef=None if body.ef is None else _range(body.ef, "ef", 1, MAX_EF),
+            ef=None if body.ef is None else _range(body.ef, K(wire.SearchRequest, "ef"), 1, MAX_EF),
         )
 
     @classmethod
@@ -352,7 +355,7 @@ class QueryRequest:
             partitions=_partitions(body.partitions),
             filter=text,
             output_fields=_output_fields(body.output_fields, limits),
-            limit=_range(body.limit, "limit", 1, MAX_LIMIT),
+            limit=_range(body.limit, K(wire.QueryRequest, "limit"), 1, MAX_LIMIT),
         )
 
     @classmethod
@@ -370,7 +373,8 @@ class GetRequest:
     @classmethod
     def from_wire(cls, body: wire.GetRequest, limits: Limits = DEFAULT_LIMITS) -> GetRequest:
         if len(body.ids) > limits.max_ids:
-            raise limit_exceeded(f"ids ({len(body.ids)} primary keys)", "--max-ids", limits.max_ids)
+            what = f"{K(wire.GetRequest, 'ids')} ({len(body.ids)} primary keys)"
+            raise limit_exceeded(what, "--max-ids", limits.max_ids)
         for value in body.ids:
             if isinstance(value, int) and not -(2**63) <= value < 2**63:
                 raise bad("InvalidRequest", f"primary key {clip(value, 40)} is out of the int64 range")

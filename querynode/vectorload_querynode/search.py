@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
-from vectorload.wire.querynode import Hit
+from vectorload.wire.querynode import Hit, key
+from vectorload.wire.querynode import SearchRequest as SearchBody
 
 from .errors import ApiError, echo
 from .filter_eval import evaluate
@@ -32,6 +33,7 @@ BRUTE_FORCE_CHUNK = 16384
 DEFAULT_EF = 64
 SEARCH_THREADS = 1  # hnswlib threads per call; concurrency comes from the worker pool
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+ANNS_FIELD = key(SearchBody, "anns_field")
 DEADLINE_CHECK_ROWS = 1024  # rows built between two deadline checks
 
 
@@ -59,10 +61,6 @@ class Deadline:
 def _check(deadline: Deadline | None) -> None:
     if deadline is not None:
         deadline.check()
-
-
-def finite_distance(value: float) -> float:
-    return value if math.isfinite(value) else FLOAT32_MAX
 
 
 def not_loaded(collection: str, node: str, loading: bool) -> ApiError:
@@ -196,9 +194,8 @@ def choose_anns_field(requested: str | None, schema: CollectionSchema, segments:
     if requested is not None:
         field = schema.field(requested)
         if field is None or field.type != "float_vector":
-            raise ApiError(
-                400, "InvalidAnnsField", f"annsField {echo(requested)} is not a vector field of {schema.name}"
-            )
+            message = f"{ANNS_FIELD} {echo(requested)} is not a vector field of {schema.name}"
+            raise ApiError(400, "InvalidAnnsField", message)
         for segment in segments:
             if requested not in segment.vectors:
                 raise field_not_loaded(requested, segment)
@@ -208,7 +205,8 @@ def choose_anns_field(requested: str | None, schema: CollectionSchema, segments:
         raise ApiError(
             400,
             "AnnsFieldRequired",
-            f"annsField is required: collection {schema.name} has vector fields {', '.join(loaded)} loaded",
+            f"{ANNS_FIELD} is required: collection {schema.name} has vector fields "
+            f"{', '.join(loaded)} loaded",
         )
     for segment in segments:
         if loaded[0] not in segment.vectors:
@@ -308,24 +306,60 @@ def run_search(
     outputs = plan_outputs(req.output_fields, schema, segments)
     ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
     nq = len(req.vectors)
-    # per query: (distance, pk, segment index, row)
-    candidates: list[list[tuple[float, Any, int, int]]] = [[] for _ in range(nq)]
+    # every segment's top-k side by side: (nq, Σk) distances and rows, and each column's segment
+    labels_by_segment: list[npt.NDArray[np.int64]] = []
+    dists_by_segment: list[npt.NDArray[np.float32]] = []
+    owners: list[npt.NDArray[np.int64]] = []
     for s_index, segment in enumerate(segments):
         _check(deadline)
         mask = evaluate(bound.expr, segment) if bound is not None else None
         labels, dists = segment_search(segment.vectors[anns], req.vectors, req.top_k, ef, segment.rows, mask)
-        pks = segment.pks
-        for qi in range(nq):
-            for label, dist in zip(labels[qi].tolist(), dists[qi].tolist(), strict=True):
-                candidates[qi].append((finite_distance(dist), _json_value(pks[label]), s_index, label))
+        labels_by_segment.append(labels)
+        dists_by_segment.append(dists)
+        owners.append(np.full(labels.shape[1], s_index, dtype=np.int64))
+    all_labels = np.concatenate(labels_by_segment, axis=1)
+    all_dists = np.concatenate(dists_by_segment, axis=1).astype(np.float64)
+    all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
+    owner = np.concatenate(owners)
+    order = np.argsort(all_dists, axis=1, kind="stable")  # closest first; ties keep segment order
     results: list[list[Hit]] = []
-    for qi, hits in enumerate(candidates):
+    for qi in range(nq):
         if qi % 64 == 0:
             _check(deadline)
-        hits.sort(key=lambda h: (h[0], str(h[1])))
-        seen: set[Any] = set()
-        answer: list[Hit] = []
-        for dist, pk, s_index, row in hits:
+        results.append(
+            _top_hits(schema, segments, outputs, req.top_k, order[qi], all_dists[qi], all_labels[qi], owner)
+        )
+    return results
+
+
+def _top_hits(
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    outputs: OutputPlan,
+    top_k: int,
+    order: npt.NDArray[np.intp],
+    dists: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    owner: npt.NDArray[np.int64],
+) -> list[Hit]:
+    """One query's hits from its candidates sorted by distance: equal distances ordered by the
+    primary key's text, each primary key once (its best copy), at most `top_k`. Python only
+    touches the candidates it keeps (plus duplicates and ties), not every segment's top-k."""
+    sorted_dists = dists[order].tolist()
+    answer: list[Hit] = []
+    seen: set[Any] = set()
+    i, n = 0, len(sorted_dists)
+    while i < n and len(answer) < top_k:
+        j = i + 1
+        while j < n and sorted_dists[j] == sorted_dists[i]:
+            j += 1
+        run = []
+        for column in order[i:j].tolist():
+            s_index, row = int(owner[column]), int(labels[column])
+            run.append((_json_value(segments[s_index].pks[row]), s_index, row))
+        if len(run) > 1:
+            run.sort(key=lambda c: str(c[0]))
+        for pk, s_index, row in run:
             if pk in seen:
                 continue
             seen.add(pk)
@@ -333,15 +367,15 @@ def run_search(
             answer.append(
                 Hit(
                     id=pk,
-                    distance=float(dist),
+                    distance=sorted_dists[i],
                     partition=segment.partition,
                     fields=row_fields(schema, segment, row, outputs.for_segment(schema, segment)),
                 )
             )
-            if len(answer) == req.top_k:
+            if len(answer) == top_k:
                 break
-        results.append(answer)
-    return results
+        i = j
+    return answer
 
 
 # --------------------------------------------------------------------------------- query / get

@@ -351,3 +351,12 @@ def replace(value: T, **changes: Any) -> T:
 def field_names(type_: type[Wire]) -> tuple[str, ...]:
     """The JSON keys of a body type, in declaration order (for messages)."""
     return tuple(f.encode_name for f in msgspec.structs.fields(type_))
+
+
+def key(type_: type[Wire], attribute: str) -> str:
+    """The JSON key of one attribute (`key(SearchRequest, "top_k")` is `"topK"`), so that a
+    message naming a key never spells it by hand."""
+    for f in msgspec.structs.fields(type_):
+        if f.name == attribute:
+            return f.encode_name
+    raise AttributeError(f"{type_.__name__} has no attribute {attribute}")
