@@ -153,17 +153,6 @@ def convert_body(body: object, type_: type[W]) -> W:
         raise wire_error(err, type_) from None
 
 
-def parse_json(raw: bytes) -> dict[str, Any]:
-    """A body that must be a JSON object, untyped (400 InvalidJSON / InvalidRequest)."""
-    try:
-        body = wire.decode(raw, dict[str, Any])
-    except wire.WireError as err:
-        if err.malformed:
-            raise bad("InvalidJSON", f"request body is not valid JSON: {err.message[:ECHO_LIMIT]}") from None
-        raise bad("InvalidRequest", "request body must be a JSON object") from None
-    return dict(body)
-
-
 # -------------------------------------------------------------------------------------- names
 
 

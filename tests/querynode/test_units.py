@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vectorload.wire import querynode as wire
 from vectorload_querynode import auth
 from vectorload_querynode.errors import ApiError
 from vectorload_querynode.memory import auto_memory_limit, cgroup_memory_limit, parse_bytes, resident_bytes
-from vectorload_querynode.requests import LoadRequest, ReleaseRequest, SearchRequest, parse_json
+from vectorload_querynode.requests import LoadRequest, ReleaseRequest, SearchRequest, decode_body
 from vectorload_querynode.settings import SettingsError, parse_settings
 
 
@@ -168,7 +169,7 @@ def test_search_request_accepts_one_bare_vector() -> None:
 @pytest.mark.parametrize("raw", [b"{", b"", b"\xff\xfe", b"[1]", b"nul"])
 def test_parse_json_errors(raw: bytes) -> None:
     with pytest.raises(ApiError) as info:
-        parse_json(raw)
+        decode_body(raw, wire.SearchRequest)
     assert info.value.status == 400
     assert info.value.reason in {"InvalidJSON", "InvalidRequest"}
     assert info.value.message
