@@ -45,6 +45,8 @@ def distribution_answer() -> bytes:
             partition=("_default", "novel", "poetry")[i % 3],
             segment=f"seg-{i:04d}",
             state="loaded" if i % 7 else "loading",
+            reason="",
+            message="",
             bytes=21_000_000 + i,
             rows=30_000,
             fields=("book_id", "book_intro", "cover", "genre", "in_print", "title", "word_count"),

@@ -145,12 +145,12 @@ class HeldSegment(Wire, frozen=True):
     partition: str
     segment: str
     state: SegmentStateName
-    reason: str = ""
-    message: str = ""
-    bytes: int = 0
-    rows: int = 0
-    fields: tuple[str, ...] = ()
-    dynamic_field: bool = False
+    reason: str  # of the last failed load ("" when none)
+    message: str
+    bytes: int  # accounted bytes (reserved bytes while loading)
+    rows: int
+    fields: tuple[str, ...]
+    dynamic_field: bool
     reloading: Reloading | msgspec.UnsetType | None = msgspec.UNSET
 
 
@@ -185,8 +185,8 @@ LoadState = Literal["loading", "loaded", "refused"]
 class LoadResult(Wire, frozen=True):
     segment: str
     state: LoadState
-    reason: str = ""
-    message: str = ""
+    reason: str  # why it was refused ("" otherwise)
+    message: str
 
 
 class LoadAnswer(Wire, frozen=True):

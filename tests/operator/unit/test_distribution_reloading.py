@@ -138,7 +138,18 @@ def test_planner_does_not_resend_a_reload_nor_charge_its_memory_twice(node: Quer
 
 
 def test_reload_marker_absent_or_null_means_none() -> None:
-    base = {"collection": "c", "partition": "_default", "segment": "s0", "state": "loaded", "fields": ["id"]}
+    base = {
+        "collection": "c",
+        "partition": "_default",
+        "segment": "s0",
+        "state": "loaded",
+        "reason": "",
+        "message": "",
+        "bytes": 100,
+        "rows": 1,
+        "fields": ["id"],
+        "dynamicField": False,
+    }
     capacity = {"memoryLimitBytes": 1, "usedBytes": 0, "reservedBytes": 0, "threshold": 0.9}
     for extra in ({}, {"reloading": None}):
         body = {"node": "qn-0", "bootId": "b", "capacity": capacity, "segments": [{**base, **extra}]}

@@ -112,7 +112,7 @@ class FakeQuerynode(QuerynodeClient):
                 "fields": ["id", "v"],
                 "dynamicField": False,
             }
-            out.append(LoadResult(segment=sid, state="loading"))
+            out.append(LoadResult(segment=sid, state="loading", reason="", message=""))
         return tuple(out)
 
     async def release(self, collection: str, segments: Sequence[tuple[str, str]] | None = None) -> int:

@@ -65,6 +65,8 @@ EXPECTED: dict[str, w.Wire] = {
                 partition="novel",
                 segment="novel-0000",
                 state="loaded",
+                reason="",
+                message="",
                 bytes=3019860,
                 rows=850,
                 fields=("book_id", "book_intro"),
@@ -78,7 +80,10 @@ EXPECTED: dict[str, w.Wire] = {
                 state="failed",
                 reason="ChecksumMismatch",
                 message="file book_intro.hnsw: sha256 differs from the manifest",
+                bytes=0,
+                rows=0,
                 fields=("book_id", "book_intro"),
+                dynamic_field=False,
             ),
         ),
     ),
@@ -91,7 +96,7 @@ EXPECTED: dict[str, w.Wire] = {
     ),
     "LoadAnswer": w.LoadAnswer(
         results=(
-            w.LoadResult(segment="novel-0000", state="loading"),
+            w.LoadResult(segment="novel-0000", state="loading", reason="", message=""),
             w.LoadResult(
                 segment="novel-0001",
                 state="refused",
@@ -199,6 +204,7 @@ def test_catalog_schema_is_parsed_by_the_storage_parser() -> None:
         (b'{"collection": "c", "vectors": [[1e400]]}', "$.vectors[0][0]", "vectors", False),
         (b'{"collection": 5, "vectors": [[1]]}', "$.collection", "collection", False),
         (b'{"vectors": [[1]]}', "$", None, False),
+        (b'{"collection": "c", "vectors": [[1]], "ids": [1]}', "$", "ids", True),
         (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "$", None, False),
     ],
 )
@@ -339,3 +345,13 @@ bodies: st.SearchStrategy[Any] = st.one_of(
 @given(bodies)
 def test_generated_values_round_trip(value: w.Wire) -> None:
     assert w.decode(w.encode(value), type(value)) == value
+
+
+def test_answers_have_no_silent_defaults() -> None:
+    """A distribution item without `bytes` is an error, not 0 bytes (the operator used to read
+    missing keys as defaults); only `reloading` may be absent."""
+    body = json.loads(_examples()["Distribution"])
+    del body["segments"][1]["bytes"]
+    with pytest.raises(w.WireError) as info:
+        w.convert(body, w.Distribution)
+    assert info.value.path == "$.segments[1]" and "bytes" in info.value.message
