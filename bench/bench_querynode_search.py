@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.common import (
-    TOKEN,
+    DATA_TOKEN,
     bench_spec,
     ensure_sample,
     load_collection,
@@ -53,7 +53,7 @@ def bare_qps(indexes: list[Any], queries: npt.NDArray[np.float32], batch: int, s
 
 def http_qps(host: str, port: int, queries: npt.NDArray[np.float32], batch: int, seconds: float) -> float:
     conn = http.client.HTTPConnection(host, port, timeout=60)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {DATA_TOKEN}"}
     bodies = [
         json.dumps(
             {

@@ -26,6 +26,7 @@ DEFAULT_CACHE = Path(
     os.environ.get("VECTORLOAD_BENCH_CACHE", Path.home() / ".cache" / "vectorload" / "bench-data")
 )
 TOKEN = "bench-token"
+DATA_TOKEN = "bench-data-token"  # the querynode's data API is closed by default
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -131,7 +132,12 @@ def warm_page_cache(files: list[Path]) -> None:
 
 def start_querynode(root: Path, host: str, extra: list[str] | None = None) -> QuerynodeProcess:
     return QuerynodeProcess(
-        root, host=host, token=TOKEN, memory_limit=str(total_ram()), extra_args=extra or []
+        root,
+        host=host,
+        token=TOKEN,
+        memory_limit=str(total_ram()),
+        extra_args=extra or [],
+        env={"VECTORLOAD_DATA_TOKEN": DATA_TOKEN},
     ).start()
 
 

@@ -2,7 +2,10 @@
 refreshed every `interval` seconds so segments written after a load are picked up.
 
 `CatalogCache.version` moves when a catalog appears, disappears or differs from the one it
-replaces; a refresh that brings back the same catalog leaves it alone."""
+replaces; a refresh that brings back the same catalog leaves it alone.
+
+A catalog arrives decoded and typed (`vectorload.wire.querynode.CollectionCatalog`): its schema
+was parsed once, by storage's own schema parser, when the client decoded the answer."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from vectorload.wire.querynode import CollectionCatalog
 from vectorload_operator.clients import ClientFor, QuerynodeError
 from vectorload_operator.distribution import NodeView
 
@@ -26,7 +29,7 @@ class CatalogEntry:
     """`found` False: the storage has no such collection (404 CollectionNotFound)."""
 
     found: bool
-    catalog: Mapping[str, Any] | None
+    catalog: CollectionCatalog | None
     fetched_at: float
 
 
@@ -69,7 +72,7 @@ class CatalogCache:
         ]
         for url in urls:
             started = self._clock()
-            catalog: Mapping[str, Any] | None
+            catalog: CollectionCatalog | None
             try:
                 catalog = await self._clients(url).catalog(collection)
             except QuerynodeError as exc:

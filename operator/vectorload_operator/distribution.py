@@ -6,7 +6,10 @@ not-ready `NodeState` at once, which makes the planner treat its segments as los
 Each pull also tells whether anything changed since the previous one (`DistributionPuller.revision`
 moves): a node's answer differing from its last answer, a pod added, removed, relabelled or
 changing readiness or address, or a node becoming unreachable or answering again. An unchanged
-answer keeps the previous `NodeState` object (no parsing).
+answer keeps the previous `NodeState` object (no conversion).
+
+The answer arrives decoded and typed (`vectorload.wire.querynode.Distribution`, by the client);
+this module only maps it onto the core's model — no defaults, no re-parsing.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from vectorload.wire import querynode as wire
 from vectorload_operator.clients import ClientFor, QuerynodeError
 from vectorload_operator.core.model import HeldSegment, NodeState, Reloading, SegmentRef, SegmentState
 from vectorload_operator.pods import QuerynodePod
@@ -33,51 +36,45 @@ class NodeView:
     state: NodeState
     pulled_at: float  # monotonic time the pull started
     error: str = ""
-    answer: Mapping[str, Any] | None = None  # the node's answer as received (None: not ready)
+    answer: wire.Distribution | None = None  # the node's answer as received (None: not ready)
 
 
-def _fields(value: Any) -> frozenset[str] | None:
-    return None if value is None else frozenset(str(f) for f in value)
-
-
-def parse_reloading(value: Any) -> Reloading | None:
-    """The item's `reloading` marker `{"fields": [...], "dynamicField": bool}` (absent or null: none).
+def reloading_of(seg: wire.HeldSegment) -> Reloading | None:
+    """The item's in-place reload marker (absent or null: none).
 
     The querynode sets it while a copy is reloaded in place with another field set and the old
     copy keeps serving; the planner must neither resend that reload nor charge its memory twice.
     """
-    if not isinstance(value, Mapping):
+    marker = seg.reloading
+    if not isinstance(marker, wire.Reloading):
         return None
-    return Reloading(fields=_fields(value.get("fields")), dynamic=bool(value.get("dynamicField", False)))
+    return Reloading(fields=frozenset(marker.fields), dynamic=marker.dynamic_field)
 
 
-def parse_distribution(name: str, address: str | None, data: Mapping[str, Any]) -> NodeState:
-    capacity = data.get("capacity") or {}
-    segments: dict[SegmentRef, HeldSegment] = {}
-    for seg in data.get("segments") or []:
-        try:
-            ref = SegmentRef(str(seg["collection"]), str(seg["partition"]), str(seg["segment"]))
-            state = SegmentState(str(seg.get("state", "loaded")))
-        except (KeyError, ValueError):
-            continue
-        segments[ref] = HeldSegment(
-            state=state,
-            fields=_fields(seg.get("fields")),
-            dynamic=bool(seg.get("dynamicField", False)),
-            bytes=int(seg.get("bytes") or 0),
-            reason=str(seg.get("reason") or ""),
-            message=str(seg.get("message") or ""),
-            reloading=parse_reloading(seg.get("reloading")),
+def parse_distribution(name: str, address: str | None, data: wire.Distribution) -> NodeState:
+    """The core's view of one node's distribution answer."""
+    segments = {
+        SegmentRef(seg.collection, seg.partition, seg.segment): HeldSegment(
+            state=SegmentState(seg.state),
+            fields=frozenset(seg.fields),
+            dynamic=seg.dynamic_field,
+            bytes=seg.bytes,
+            reason=seg.reason,
+            message=seg.message,
+            reloading=reloading_of(seg),
         )
+        for seg in data.segments
+    }
+    capacity = data.capacity
     return NodeState(
         name=name,
         ready=True,
         address=address,
-        capacity_bytes=int(capacity.get("memoryLimitBytes") or 0),
-        threshold=float(capacity.get("threshold") or 0.9),
-        used_bytes=int(capacity.get("usedBytes") or 0),
-        reserved_bytes=int(capacity.get("reservedBytes") or 0),
-        boot_id=str(data.get("bootId") or ""),
+        capacity_bytes=capacity.memory_limit_bytes,
+        threshold=capacity.threshold,
+        used_bytes=capacity.used_bytes,
+        reserved_bytes=capacity.reserved_bytes,
+        boot_id=data.boot_id,
         segments=segments,
     )
 
@@ -100,7 +97,7 @@ class DistributionPuller:
             return NodeView(pod, NodeState(name=pod.key, ready=False, address=pod.url), started, why)
         prev = self.views.get(pod.key)
         try:
-            data: Mapping[str, Any] = await self._clients(pod.url).distribution()
+            data = await self._clients(pod.url).distribution()
         except (QuerynodeError, OSError) as exc:
             message = exc.message if isinstance(exc, QuerynodeError) else str(exc)
             if prev is None or prev.state.ready:

@@ -141,12 +141,11 @@ class Executor:
             self._on_refusal(Refusal(task, exc.reason, exc.message, self._clock()))
             return
         for result in results:
-            state = str(result.get("state", ""))
-            outcome = state if state in {"loading", "loaded", "refused"} else "error"
+            outcome = result.state  # loading | loaded | refused (typed by the client)
             self._metrics.task("load", outcome)
-            if outcome in {"refused", "error"}:
-                reason = str(result.get("reason") or "LoadRefused")
-                message = str(result.get("message") or f"segment {task.segment} refused by {task.node}")
+            if outcome == "refused":
+                reason = result.reason or "LoadRefused"
+                message = result.message or f"segment {task.segment} refused by {task.node}"
                 self._on_refusal(Refusal(task, reason, message, self._clock()))
         log.info(
             "load %s/%s/%s on %s (%s)", task.collection, task.partition, task.segment, task.node, task.reason

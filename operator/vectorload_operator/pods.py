@@ -1,4 +1,7 @@
-"""Querynode pods as the operator sees them: parsed from Pod objects by a kopf index."""
+"""Querynode pods as the operator sees them: parsed from Pod objects by a kopf index.
+
+The address rule (pod IP, port from the annotation / the `http` container port / 19530, IPv6 in
+brackets) is `vectorload.wire.address`, shared with `vectorload search`."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_PORT = 19530
-PORT_ANNOTATION = "vectorload.io/port"
-PORT_NAME = "http"
+from vectorload.wire.address import base_url, pod_ip, pod_port
+
+__all__ = ["QuerynodePod", "flatten_index", "parse_pod", "pod_port", "pod_ready"]
 
 
 @dataclass(frozen=True)
@@ -29,25 +32,7 @@ class QuerynodePod:
 
     @property
     def url(self) -> str | None:
-        return f"http://{self.ip}:{self.port}" if self.ip else None
-
-
-def pod_port(body: Mapping[str, Any]) -> int:
-    """Annotation `vectorload.io/port` wins, then the container port named `http`, then 19530."""
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    raw = annotations.get(PORT_ANNOTATION)
-    if raw is not None:
-        try:
-            port = int(str(raw))
-        except ValueError:
-            port = 0
-        if 0 < port < 65536:
-            return port
-    for container in (body.get("spec") or {}).get("containers") or []:
-        for port_spec in container.get("ports") or []:
-            if port_spec.get("name") == PORT_NAME and port_spec.get("containerPort"):
-                return int(port_spec["containerPort"])
-    return DEFAULT_PORT
+        return base_url(self.ip, self.port) if self.ip else None
 
 
 def pod_ready(body: Mapping[str, Any]) -> bool:
@@ -62,11 +47,10 @@ def pod_ready(body: Mapping[str, Any]) -> bool:
 
 def parse_pod(body: Mapping[str, Any]) -> QuerynodePod:
     meta = body.get("metadata") or {}
-    status = body.get("status") or {}
     return QuerynodePod(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
-        ip=status.get("podIP") or None,
+        ip=pod_ip(body),
         port=pod_port(body),
         ready=pod_ready(body),
         labels=dict(meta.get("labels") or {}),

@@ -1,19 +1,31 @@
-"""The aiohttp application: routes, JSON errors, authentication, body limits, executors."""
+"""The aiohttp application: routes, JSON errors, authentication, body limits, executors.
+
+Every answer body is a `vectorload.wire.querynode` type. No input may produce a 5xx: bad bodies,
+bad headers, wrong encodings and oversized or over-deep bodies are 4xx with the error body; a 5xx
+means a bug here (logged, counted under its code). A client that goes away mid-request is counted
+in `vectorload_querynode_client_disconnects_total`, not as an error answer.
+
+The event loop only routes: bodies larger than `OFFLOAD_BYTES` are decoded in a worker thread, and
+data requests validate, search and encode their answer in the data pool, so `/healthz` stays
+prompt while the node is busy.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any, TypeVar
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from vectorload.wire import querynode as wire
 
 from . import auth
-from .errors import ApiError
+from .errors import ApiError, echo
 from .node import QueryNode
 from .requests import (
     GetRequest,
@@ -22,70 +34,154 @@ from .requests import (
     ReleaseRequest,
     SearchRequest,
     check_name,
-    parse_json,
+    decode_body,
 )
+from .search import Deadline
 
 log = logging.getLogger("vectorload.querynode")
+# aiohttp's own server errors (malformed requests it rejects before any handler runs) go here:
+# their messages quote the offending request line or header — a token among them — so they are
+# logged as one line naming the error class only
+http_log = logging.getLogger("vectorload.querynode.http")
+_CLIENT_ERRORS = (HttpProcessingError, RequestPayloadError, ConnectionError)
+
+
+class RedactClientErrors(logging.Filter):
+    """Turn aiohttp's tracebacks for malformed requests into a one-line warning without their text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _CLIENT_ERRORS) or isinstance(exc and exc.__cause__, _CLIENT_ERRORS):
+            record.msg = "rejected a malformed request (%s)"
+            record.args = (type(exc).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+http_log.addFilter(RedactClientErrors())
 
 NODE_KEY = web.AppKey("node", QueryNode)
 T = TypeVar("T")
+W = TypeVar("W", bound=wire.Wire)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+OFFLOAD_BYTES = 64 * 1024  # bodies above this are decoded off the event loop
+# Content-Encoding values aiohttp decodes itself (anything else would reach the JSON decoder raw)
+CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+JSON = "application/json"
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=partial(json.dumps, allow_nan=False))
+
+class ClientGone(Exception):
+    """The client closed the connection before its request was read."""
+
+
+def _answer(value: wire.Wire, status: int = 200) -> web.Response:
+    return web.Response(body=wire.encode(value), status=status, content_type=JSON)
+
+
+def _encoded(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=JSON)
 
 
 def error_response(err: ApiError) -> web.Response:
-    return _json(err.body(), status=err.status)
+    return _answer(wire.ErrorBody(error=wire.ErrorDetail(reason=err.reason, message=err.message)), err.status)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    route = _route(request)
     try:
         response = await handler(request)
     except ApiError as err:
         response = error_response(err)
+    except ClientGone:
+        node.metrics.disconnects.labels(route).inc()
+        return web.Response(status=400)  # nobody reads it
     except web.HTTPRequestEntityTooLarge:
-        response = error_response(
-            ApiError(413, "RequestTooLarge", f"request body exceeds {node.settings.max_request_bytes} bytes")
-        )
+        response = error_response(_too_large(node))
     except web.HTTPMethodNotAllowed:
         response = error_response(
-            ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}")
+            ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on {echo(request.path)}")
         )
     except web.HTTPNotFound:
-        response = error_response(ApiError(404, "NotFound", f"no route {request.path}"))
+        response = error_response(ApiError(404, "NotFound", f"no route {echo(request.path)}"))
     except web.HTTPException as exc:
         response = error_response(ApiError(exc.status, "HTTPError", exc.reason))
     except asyncio.CancelledError:
+        node.metrics.disconnects.labels(route).inc()
         raise
     except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
+        log.exception("internal error on %s %s", request.method, echo(request.path))
         response = error_response(ApiError(500, "InternalError", "internal error; see the querynode log"))
     node.metrics.requests.labels(route, str(response.status)).inc()
     return response
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    return parse_json(await request.read())
+def _too_large(node: QueryNode) -> ApiError:
+    limit = node.settings.limits.max_request_bytes
+    message = f"request body exceeds the limit --max-request-bytes {limit} bytes"
+    return ApiError(413, "RequestTooLarge", message)
 
 
-async def _run(request: web.Request, pool: Any, fn: Callable[..., T], *args: Any) -> T:
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body, decompressed as its Content-Encoding says; 4xx when it cannot be."""
+    node = request.app[NODE_KEY]
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise ApiError(
+            415,
+            "UnsupportedContentEncoding",
+            f"Content-Encoding {echo(encoding, 40)!r} is not supported (use gzip, deflate or none)",
+        )
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(node) from None
+    except _CLIENT_ERRORS as exc:
+        if _gone(request):
+            raise ClientGone from exc
+        if encoding not in ("", "identity"):
+            raise ApiError(
+                400, "InvalidContentEncoding", f"the body is not valid {encoding} (Content-Encoding)"
+            ) from None
+        raise ApiError(400, "InvalidBody", "the request body could not be read") from None
+
+
+async def _run(pool: Any, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+
+async def _decode(request: web.Request, type_: type[W], pool: Any) -> W:
+    node = request.app[NODE_KEY]
+    raw = await _read(request)
+    if len(raw) > OFFLOAD_BYTES:
+        return await _run(pool, decode_body, raw, type_, node.settings.limits)
+    return decode_body(raw, type_, node.settings.limits)
 
 
 def _control(request: web.Request) -> QueryNode:
     node = request.app[NODE_KEY]
-    auth.check(node.settings.token, request.headers.get("Authorization"))
+    auth.check(node.settings.token, request.headers.get(hdrs.AUTHORIZATION))
     return node
 
 
 def _data(request: web.Request) -> QueryNode:
     node = request.app[NODE_KEY]
-    auth.check(node.settings.data_token, request.headers.get("Authorization"))
+    if not node.settings.open_data_api:
+        auth.check_any(node.settings.data_tokens(), request.headers.get(hdrs.AUTHORIZATION))
     return node
 
 
@@ -93,22 +189,16 @@ def _data(request: web.Request) -> QueryNode:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return _answer(wire.HealthAnswer(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    if await _run(request, node.io_pool, node.storage_readable):
-        return _json({"status": "ready"})
+    if await _run(node.io_pool, node.storage_readable):
+        return _answer(wire.HealthAnswer(status="ready"))
     return error_response(
         ApiError(503, "StorageUnreadable", f"storage root {node.settings.root} is not readable")
     )
-
-
-async def metrics(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    body = await _run(request, node.io_pool, node.metrics.render)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 # ---------------------------------------------------------------------------------- control
@@ -116,51 +206,70 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def catalog(request: web.Request) -> web.Response:
     node = _control(request)
-    return _json({"collections": await _run(request, node.io_pool, node.collections)})
+    return _answer(await _run(node.io_pool, node.collections))
 
 
 async def catalog_collection(request: web.Request) -> web.Response:
     node = _control(request)
     collection = check_name(request.match_info["collection"], "collection")
-    return _json(await _run(request, node.io_pool, node.catalog, collection))
+    return _answer(await _run(node.io_pool, node.catalog, collection))
 
 
 async def load(request: web.Request) -> web.Response:
     node = _control(request)
-    req = LoadRequest.parse(await _body(request))
-    return _json({"results": await _run(request, node.io_pool, node.load, req)})
+    body = await _decode(request, wire.LoadRequest, node.io_pool)
+    return _answer(await _run(node.io_pool, node.load, LoadRequest.from_wire(body)))
 
 
 async def release(request: web.Request) -> web.Response:
     node = _control(request)
-    req = ReleaseRequest.parse(await _body(request))
-    return _json({"released": await _run(request, node.io_pool, node.release, req)})
+    body = await _decode(request, wire.ReleaseRequest, node.io_pool)
+    return _answer(await _run(node.io_pool, node.release, ReleaseRequest.from_wire(body)))
 
 
 async def distribution(request: web.Request) -> web.Response:
     node = _control(request)
-    return _json(node.distribution())
+    return _answer(node.distribution())
 
 
 # ------------------------------------------------------------------------------------- data
+# validation (vectors → numpy), the work and the answer's encoding all run in the data pool
+
+
+def _search(node: QueryNode, body: wire.SearchRequest, deadline: Deadline) -> bytes:
+    req = SearchRequest.from_wire(body, node.settings.limits)
+    return wire.encode(node.search(req, deadline))
+
+
+def _query(node: QueryNode, body: wire.QueryRequest, deadline: Deadline) -> bytes:
+    req = QueryRequest.from_wire(body, node.settings.limits)
+    return wire.encode(node.query(req, deadline))
+
+
+def _get(node: QueryNode, body: wire.GetRequest, deadline: Deadline) -> bytes:
+    req = GetRequest.from_wire(body, node.settings.limits)
+    return wire.encode(node.get(req, deadline))
 
 
 async def search(request: web.Request) -> web.Response:
     node = _data(request)
-    req = SearchRequest.parse(await _body(request))
-    return _json({"results": await _run(request, node.data_pool, node.search, req)})
+    deadline = Deadline.start(node.settings.limits.request_timeout)
+    body = await _decode(request, wire.SearchRequest, node.data_pool)
+    return _encoded(await _run(node.data_pool, _search, node, body, deadline))
 
 
 async def query(request: web.Request) -> web.Response:
     node = _data(request)
-    req = QueryRequest.parse(await _body(request))
-    return _json({"rows": await _run(request, node.data_pool, node.query, req)})
+    deadline = Deadline.start(node.settings.limits.request_timeout)
+    body = await _decode(request, wire.QueryRequest, node.data_pool)
+    return _encoded(await _run(node.data_pool, _query, node, body, deadline))
 
 
 async def get(request: web.Request) -> web.Response:
     node = _data(request)
-    req = GetRequest.parse(await _body(request))
-    return _json({"rows": await _run(request, node.data_pool, node.get, req)})
+    deadline = Deadline.start(node.settings.limits.request_timeout)
+    body = await _decode(request, wire.GetRequest, node.data_pool)
+    return _encoded(await _run(node.data_pool, _get, node, body, deadline))
 
 
 async def _close(app: web.Application) -> None:
@@ -168,11 +277,15 @@ async def _close(app: web.Application) -> None:
 
 
 def build_app(node: QueryNode) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=node.settings.max_request_bytes)
+    app = web.Application(
+        middlewares=[errors_middleware],
+        client_max_size=node.settings.limits.max_request_bytes,
+        handler_args={"logger": http_log},
+    )
     app[NODE_KEY] = node
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", make_aiohttp_handler(node.metrics.registry))
     app.router.add_get("/v1/catalog", catalog)
     app.router.add_get("/v1/catalog/{collection}", catalog_collection)
     app.router.add_post("/v1/segments/load", load)

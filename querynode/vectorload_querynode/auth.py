@@ -1,12 +1,22 @@
-"""Bearer-token checks (constant-time); a failure answers 401 with no details."""
+"""Bearer-token checks (constant-time); a failure answers 401 with no details.
+
+The header is never logged or echoed, whatever it holds: aiohttp hands over a header that is not
+valid UTF-8 as text with surrogate escapes, which compares (as the bytes it was) and fails like any
+other wrong token instead of raising.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 
 from .errors import ApiError
 
 UNAUTHORIZED = ApiError(401, "Unauthorized", "unauthorized")
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(UNAUTHORIZED.status, UNAUTHORIZED.reason, UNAUTHORIZED.message)
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -18,10 +28,29 @@ def bearer_token(header: str | None) -> str | None:
     return value.strip()
 
 
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def check_any(accepted: Iterable[str], header: str | None) -> None:
+    """Raise 401 unless `header` carries one of the `accepted` tokens (each compared in constant
+    time, all of them compared every time)."""
+    given = bearer_token(header)
+    if given is None:
+        raise _unauthorized()
+    try:
+        raw = _bytes(given)
+    except UnicodeEncodeError:
+        raise _unauthorized() from None
+    matched = False
+    for token in accepted:
+        matched |= hmac.compare_digest(raw, _bytes(token))
+    if not matched:
+        raise _unauthorized()
+
+
 def check(expected: str | None, header: str | None) -> None:
     """Raise 401 unless `header` carries `expected` (no token configured = open)."""
     if expected is None:
         return
-    given = bearer_token(header)
-    if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        raise ApiError(UNAUTHORIZED.status, UNAUTHORIZED.reason, UNAUTHORIZED.message)
+    check_any((expected,), header)

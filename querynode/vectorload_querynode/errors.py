@@ -1,6 +1,8 @@
-"""The one error type handlers raise; the app turns it into `{"error": {"reason", "message"}}`."""
+"""The one error type handlers raise; the app answers it as the wire's `ErrorBody`."""
 
 from __future__ import annotations
+
+from vectorload.wire import querynode as wire
 
 
 class ApiError(Exception):
@@ -13,4 +15,16 @@ class ApiError(Exception):
         self.message = message
 
     def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"reason": self.reason, "message": self.message}}
+        """The error body as plain JSON values."""
+        value = wire.ErrorBody(error=wire.ErrorDetail(reason=self.reason, message=self.message))
+        return dict(wire.to_builtins(value))
+
+
+ECHO_LIMIT = 200  # characters of client input an error message may show
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """Client input as shown in an error message: at most `limit` characters."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"

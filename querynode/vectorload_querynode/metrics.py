@@ -30,6 +30,7 @@ METRIC_NAMES = (
     "vectorload_querynode_segment_releases_total",
     "vectorload_querynode_search_duration_seconds",
     "vectorload_querynode_requests_total",
+    "vectorload_querynode_client_disconnects_total",
     "vectorload_querynode_memory_used_bytes",
     "vectorload_querynode_memory_capacity_bytes",
     "vectorload_querynode_memory_reserved_bytes",
@@ -163,6 +164,12 @@ class Metrics:
             "vectorload_querynode_requests",
             "HTTP requests answered, by route and status code",
             ["route", "code"],
+            registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "vectorload_querynode_client_disconnects",
+            "Requests whose client went away before the answer (not counted in requests_total)",
+            ["route"],
             registry=self.registry,
         )
         self.registry.register(_StateCollector(registry, account, resident_bytes))

@@ -15,11 +15,11 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from vectorload.storage.api import CollectionSchema, SegmentManifest, StorageError
+from vectorload.storage.load_fields import LoadFieldsError, select_fields
 from vectorload.storage.reader import FilesystemReader
-from vectorload.storage.schema_json import schema_to_dict
+from vectorload.wire import querynode as wire
 
 from .admission import MemoryAccount, Refused
 from .errors import ApiError
@@ -29,7 +29,7 @@ from .memory import malloc_trim, resident_bytes
 from .metrics import Metrics
 from .registry import LoadJob, Registry, SegmentKey
 from .requests import GetRequest, LoadRequest, QueryRequest, ReleaseRequest, SearchRequest
-from .search import not_loaded, run_get, run_query, run_search, select_partitions
+from .search import Deadline, not_loaded, run_get, run_query, run_search, select_partitions
 from .segment import LoadedSegment
 from .settings import Settings
 
@@ -47,22 +47,13 @@ def storage_error(exc: StorageError) -> ApiError:
 
 
 def resolve_spec(schema: CollectionSchema, fields: list[str] | None, skip_dynamic: bool) -> LoadSpec:
-    """The field set a load request asks for; 400 InvalidFields/FieldNotFound when it cannot work."""
-    dynamic = schema.dynamic_field and not skip_dynamic
-    if fields is None:
-        return LoadSpec(frozenset(f.name for f in schema.fields), dynamic)
-    unknown = [f for f in fields if schema.field(f) is None]
-    if unknown:
-        raise ApiError(400, "FieldNotFound", f"field(s) {', '.join(unknown)} not in collection {schema.name}")
-    chosen = frozenset(fields)
-    missing = []
-    if schema.primary_key.name not in chosen:
-        missing.append(f"the primary key {schema.primary_key.name}")
-    if not any(f.name in chosen for f in schema.vector_fields):
-        missing.append(f"a vector field (one of {', '.join(f.name for f in schema.vector_fields)})")
-    if missing:
-        raise ApiError(400, "InvalidFields", f"fields must include {' and '.join(missing)}")
-    return LoadSpec(chosen, dynamic)
+    """The field set a load request asks for (storage's one rule, `select_fields`); 400
+    FieldNotFound / InvalidFields when it cannot work."""
+    try:
+        selection = select_fields(schema, fields, skip_dynamic)
+    except LoadFieldsError as exc:
+        raise ApiError(400, exc.reason, exc.message) from exc
+    return LoadSpec(selection.fields, selection.dynamic)
 
 
 class QueryNode:
@@ -109,8 +100,8 @@ class QueryNode:
 
     # ---------------------------------------------------------------------------- catalog
 
-    def collections(self) -> list[str]:
-        return self.reader.list_collections()
+    def collections(self) -> wire.CatalogList:
+        return wire.CatalogList(collections=tuple(self.reader.list_collections()))
 
     def _schema(self, collection: str) -> CollectionSchema:
         try:
@@ -121,23 +112,23 @@ class QueryNode:
             self._schemas[collection] = schema
         return schema
 
-    def catalog(self, collection: str) -> dict[str, Any]:
+    def catalog(self, collection: str) -> wire.CollectionCatalog:
         schema = self._schema(collection)
         try:
-            partitions = [
-                {
-                    "name": p,
-                    "segments": [_segment_summary(m, schema) for m in self.reader.segments(collection, p)],
-                }
+            partitions = tuple(
+                wire.PartitionCatalog(
+                    name=p,
+                    segments=tuple(_segment_summary(m, schema) for m in self.reader.segments(collection, p)),
+                )
                 for p in self.reader.partitions(collection)
-            ]
+            )
         except StorageError as exc:
             raise storage_error(exc) from exc
-        return {"name": collection, "schema": schema_to_dict(schema), "partitions": partitions}
+        return wire.CollectionCatalog(name=collection, schema=schema, partitions=partitions)
 
     # ------------------------------------------------------------------------------- load
 
-    def load(self, req: LoadRequest) -> list[dict[str, str]]:
+    def load(self, req: LoadRequest) -> wire.LoadAnswer:
         schema = self._schema(req.collection)
         spec = resolve_spec(schema, req.fields, req.skip_dynamic)
         try:
@@ -149,13 +140,15 @@ class QueryNode:
                 )
         except StorageError as exc:
             raise storage_error(exc) from exc
-        return [self._load_one(schema, req, spec, segment_id) for segment_id in req.segments]
+        return wire.LoadAnswer(
+            results=tuple(self._load_one(schema, req, spec, segment_id) for segment_id in req.segments)
+        )
 
     def _load_one(
         self, schema: CollectionSchema, req: LoadRequest, spec: LoadSpec, segment_id: str
-    ) -> dict[str, str]:
-        def result(state: str, reason: str = "", message: str = "") -> dict[str, str]:
-            return {"segment": segment_id, "state": state, "reason": reason, "message": message}
+    ) -> wire.LoadResult:
+        def result(state: wire.LoadState, reason: str = "", message: str = "") -> wire.LoadResult:
+            return wire.LoadResult(segment=segment_id, state=state, reason=reason, message=message)
 
         try:
             manifest = self.reader.segment(req.collection, req.partition, segment_id)
@@ -255,48 +248,48 @@ class QueryNode:
 
     # ---------------------------------------------------------------------------- release
 
-    def release(self, req: ReleaseRequest) -> int:
+    def release(self, req: ReleaseRequest) -> wire.ReleaseAnswer:
         count, dropped = self.registry.release(req.collection, req.targets)
         self.metrics.releases.inc(count)
         del dropped
         trim_memory()
-        return count
+        return wire.ReleaseAnswer(released=count)
 
     # ------------------------------------------------------------------------ distribution
 
-    def distribution(self) -> dict[str, Any]:
+    def distribution(self) -> wire.Distribution:
         cap = self.account.snapshot()
-        segments = []
-        for view in self.registry.views():
-            item: dict[str, Any] = {
-                "collection": view.key.collection,
-                "partition": view.key.partition,
-                "segment": view.key.segment,
-                "state": view.state,
-                "reason": view.reason,
-                "message": view.message,
-                "bytes": view.bytes,
-                "rows": view.rows,
-                "fields": list(view.fields),
-                "dynamicField": view.dynamic,
-            }
-            if view.reloading is not None:
-                item["reloading"] = {
-                    "fields": sorted(view.reloading.fields),
-                    "dynamicField": view.reloading.dynamic,
-                }
-            segments.append(item)
-        return {
-            "node": self.name,
-            "bootId": self.boot_id,
-            "capacity": {
-                "memoryLimitBytes": cap.memory_limit_bytes,
-                "usedBytes": cap.used_bytes,
-                "reservedBytes": cap.reserved_bytes,
-                "threshold": cap.threshold,
-            },
-            "segments": segments,
-        }
+        segments = tuple(
+            wire.HeldSegment(
+                collection=view.key.collection,
+                partition=view.key.partition,
+                segment=view.key.segment,
+                state=view.state,
+                reason=view.reason,
+                message=view.message,
+                bytes=view.bytes,
+                rows=view.rows,
+                fields=tuple(view.fields),
+                dynamic_field=view.dynamic,
+                reloading=wire.UNSET
+                if view.reloading is None
+                else wire.Reloading(
+                    fields=tuple(sorted(view.reloading.fields)), dynamic_field=view.reloading.dynamic
+                ),
+            )
+            for view in self.registry.views()
+        )
+        return wire.Distribution(
+            node=self.name,
+            boot_id=self.boot_id,
+            capacity=wire.Capacity(
+                memory_limit_bytes=cap.memory_limit_bytes,
+                used_bytes=cap.used_bytes,
+                reserved_bytes=cap.reserved_bytes,
+                threshold=cap.threshold,
+            ),
+            segments=segments,
+        )
 
     # ------------------------------------------------------------------------------- data
 
@@ -310,20 +303,21 @@ class QueryNode:
             raise not_loaded(collection, self.name, self.registry.has_loading(collection))
         return schema, select_partitions(segments, partitions, collection, self.name)
 
-    def search(self, req: SearchRequest) -> list[list[dict[str, Any]]]:
+    def search(self, req: SearchRequest, deadline: Deadline | None = None) -> wire.SearchAnswer:
         with self.metrics.search_duration.labels("search").time():
             schema, segments = self._serving(req.collection, req.partitions)
-            return run_search(schema, segments, req, self.settings.default_ef)
+            results = run_search(schema, segments, req, self.settings.default_ef, deadline)
+            return wire.SearchAnswer(results=results)
 
-    def query(self, req: QueryRequest) -> list[dict[str, Any]]:
+    def query(self, req: QueryRequest, deadline: Deadline | None = None) -> wire.RowsAnswer:
         with self.metrics.search_duration.labels("query").time():
             schema, segments = self._serving(req.collection, req.partitions)
-            return run_query(schema, segments, req)
+            return wire.RowsAnswer(rows=run_query(schema, segments, req, deadline))
 
-    def get(self, req: GetRequest) -> list[dict[str, Any]]:
+    def get(self, req: GetRequest, deadline: Deadline | None = None) -> wire.RowsAnswer:
         with self.metrics.search_duration.labels("get").time():
             schema, segments = self._serving(req.collection, req.partitions)
-            return run_get(schema, segments, req)
+            return wire.RowsAnswer(rows=run_get(schema, segments, req, deadline))
 
 
 @dataclass(eq=False)
@@ -344,11 +338,11 @@ def _label(key: SegmentKey) -> str:
     return f"{key.collection}/{key.partition}/{key.segment}"
 
 
-def _segment_summary(manifest: SegmentManifest, schema: CollectionSchema) -> dict[str, Any]:
-    return {
-        "id": manifest.segment_id,
-        "rows": manifest.rows,
-        "bytes": {name: f.bytes for name, f in manifest.files.items()},
-        "totalBytes": manifest.total_bytes,
-        "memoryBytes": memory_bytes(manifest, schema),
-    }
+def _segment_summary(manifest: SegmentManifest, schema: CollectionSchema) -> wire.SegmentSummary:
+    return wire.SegmentSummary(
+        id=manifest.segment_id,
+        rows=manifest.rows,
+        bytes={name: f.bytes for name, f in manifest.files.items()},
+        total_bytes=manifest.total_bytes,
+        memory_bytes=memory_bytes(manifest, schema),
+    )

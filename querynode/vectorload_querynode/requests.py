@@ -1,119 +1,211 @@
-"""Parse and validate request bodies into typed requests (400 ApiError on anything wrong)."""
+"""Request bodies → validated requests (400 ApiError on anything wrong, never a 500).
+
+Decoding is typed (`vectorload.wire.querynode`): unknown keys, wrong types, explicit nulls where a
+value is required and integers beyond 64 bits are refused by the decoder, which names the path but
+not the value. What needs the schema-free rules of this API — names, ranges, the node's limits
+(`Limits`, every one a querynode setting) — is checked here. Every message that shows client
+input shows at most `ECHO_LIMIT` characters of it, and every limit's refusal names the setting and
+its value.
+"""
 
 from __future__ import annotations
 
-import json
+import difflib
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, NAME_PATTERN, SEGMENT_ID_PATTERN
+from vectorload.wire import querynode as wire
 
-from .errors import ApiError
+from .errors import ECHO_LIMIT, ApiError, echo
 
 MAX_TOP_K = 16384
 MAX_QUERIES = 16384
 MAX_LIMIT = 16384
-MAX_IDS = 16384
 MAX_EF = 65536
 MAX_SEGMENTS = 100000
-DEFAULT_QUERY_LIMIT = 1000
+MAX_PARTITIONS = 4096
+MAX_LOAD_FIELDS = 4096
+# squared query norms at or above this make float32 distances overflow to infinity
+MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 4
+
+W = TypeVar("W", bound=wire.Wire)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounded work per request; each field is a querynode setting (flag in parentheses)."""
+
+    max_request_bytes: int = 64 * 1024 * 1024  # --max-request-bytes
+    max_json_depth: int = 32  # --max-json-depth
+    max_search_results: int = 262144  # --max-search-results: nq × topK
+    max_ids: int = 16384  # --max-ids
+    max_output_fields: int = 256  # --max-output-fields
+    request_timeout: float = 30.0  # --request-timeout: seconds of work per data request
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def bad(reason: str, message: str) -> ApiError:
     return ApiError(400, reason, message)
 
 
-def parse_json(raw: bytes) -> dict[str, Any]:
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)` cut to `limit` characters (with the full length when cut)."""
+    return echo(repr(value), limit)
+
+
+def limit_exceeded(what: str, flag: str, value: float) -> ApiError:
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return bad("LimitExceeded", f"{what} exceeds the limit {flag} {shown}")
+
+
+# ----------------------------------------------------------------------------------- decoding
+
+# `{` or `[` after removing strings; a string is `"…"` with backslash escapes
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_DEPTH_CHUNK = 1 << 20
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """True when `raw` nests arrays/objects deeper than `limit` (strings do not count).
+    Linear in the body; cheap when the body holds few brackets."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    stripped = _STRING.sub(b"", raw) if b'"' in raw else raw
+    data = np.frombuffer(stripped, dtype=np.uint8)
+    depth = 0
+    for start in range(0, len(data), _DEPTH_CHUNK):
+        chunk = data[start : start + _DEPTH_CHUNK]
+        steps = (
+            (chunk == ord("[")).view(np.int8)
+            + (chunk == ord("{")).view(np.int8)
+            - (chunk == ord("]")).view(np.int8)
+            - (chunk == ord("}")).view(np.int8)
+        )
+        levels = np.cumsum(steps, dtype=np.int64) + depth
+        if len(levels) and int(levels.max()) > limit:
+            return True
+        depth = int(levels[-1]) if len(levels) else depth
+    return False
+
+
+# the reason a decoding error gets by the key it is at (attribute names, turned into wire keys)
+_REASONS_BY_KEY = {
+    wire.key(wire.LoadRequest, attribute): reason
+    for attribute, reason in (("collection", "InvalidName"), ("partition", "InvalidName"))
+} | {
+    wire.key(wire.SearchRequest, attribute): reason
+    for attribute, reason in (("vectors", "InvalidVectors"), ("filter", "InvalidFilter"))
+}
+K = wire.key
+_VECTORS = K(wire.SearchRequest, "vectors")
+_KINDS = {
+    wire.LoadRequest: "load",
+    wire.ReleaseRequest: "release",
+    wire.SearchRequest: "search",
+    wire.QueryRequest: "query",
+    wire.GetRequest: "get",
+}
+
+
+def wire_error(err: wire.WireError, type_: type[wire.Wire]) -> ApiError:
+    """A decoding failure as the 400 it is."""
+    kind = _KINDS.get(type_, type_.__name__)
+    if err.malformed:
+        return bad("InvalidJSON", f"request body is not valid JSON: {err.message[:ECHO_LIMIT]}")
+    if err.unknown and err.key is not None:
+        if err.path != "$":
+            where = f"at {err.path[:80]} in the {kind} request"
+            return bad("UnknownKey", f"unknown key {clip(err.key, 80)} {where}")
+        keys = wire.field_names(type_)
+        close = difflib.get_close_matches(err.key, keys, n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else f" (keys: {', '.join(keys)})"
+        return bad("UnknownKey", f"unknown key {clip(err.key, 80)} in the {kind} request{hint}")
+    reason = _REASONS_BY_KEY.get(err.key or "", "InvalidRequest")
+    return bad(reason, f"invalid {kind} request: {err.message[:ECHO_LIMIT]} at {err.path[:80]}")
+
+
+def decode_body(raw: bytes, type_: type[W], limits: Limits = DEFAULT_LIMITS) -> W:
+    """JSON bytes → the wire request (400 on anything wrong). CPU-bound: large bodies are decoded
+    in a worker thread (see app.py)."""
+    if json_depth_exceeds(raw, limits.max_json_depth):
+        raise limit_exceeded("JSON nesting depth", "--max-json-depth", limits.max_json_depth)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad("InvalidJSON", f"request body is not valid JSON: {exc}") from exc
+        return wire.decode(raw, type_)
+    except wire.WireError as err:
+        raise wire_error(err, type_) from None
+
+
+def convert_body(body: object, type_: type[W]) -> W:
+    """Already parsed JSON (a dict) → the wire request, with the same errors as `decode_body`."""
     if not isinstance(body, dict):
         raise bad("InvalidRequest", "request body must be a JSON object")
-    return body
+    try:
+        return wire.convert(body, type_)
+    except wire.WireError as err:
+        raise wire_error(err, type_) from None
 
 
-def name(body: dict[str, Any], key: str, kind: str, required: bool = True) -> str:
-    value = body.get(key)
-    if value is None and not required:
-        return ""
-    return check_name(value, kind)
+# -------------------------------------------------------------------------------------- names
 
 
 def check_name(value: object, kind: str) -> str:
     if not isinstance(value, str):
         raise bad("InvalidName", f"{kind} name must be a string, got {type(value).__name__}")
     if not NAME_PATTERN.fullmatch(value):
-        raise bad("InvalidName", f"invalid {kind} name {value!r}: must match {NAME_PATTERN.pattern}")
+        raise bad("InvalidName", f"invalid {kind} name {clip(value)}: must match {NAME_PATTERN.pattern}")
     return value
 
 
 def check_segment_id(value: object) -> str:
     if not isinstance(value, str) or not SEGMENT_ID_PATTERN.fullmatch(value):
-        raise bad("InvalidName", f"invalid segment id {value!r}: must match {SEGMENT_ID_PATTERN.pattern}")
+        raise bad("InvalidName", f"invalid segment id {clip(value)}: must match {SEGMENT_ID_PATTERN.pattern}")
     return value
 
 
-def _list(body: dict[str, Any], key: str, limit: int) -> list[Any] | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise bad("InvalidRequest", f"{key} must be a list")
-    if len(value) > limit:
-        raise bad("InvalidRequest", f"{key} has {len(value)} items; the limit is {limit}")
-    return value
+def _count(values: tuple[Any, ...] | list[Any], key: str, limit: int) -> None:
+    if len(values) > limit:
+        raise bad("InvalidRequest", f"{key} has {len(values)} items; the limit is {limit}")
 
 
-def _int(body: dict[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
-    value = body.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad("InvalidRequest", f"{key} must be an integer, got {value!r}")
+def _range(value: int, key: str, low: int, high: int) -> int:
     if not low <= value <= high:
-        raise bad("InvalidRequest", f"{key} must be between {low} and {high}, got {value}")
+        raise bad("InvalidRequest", f"{key} must be between {low} and {high}, got {clip(value, 40)}")
     return value
 
 
-def _bool(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise bad("InvalidRequest", f"{key} must be true or false")
-    return value
-
-
-def _field_names(body: dict[str, Any], key: str) -> list[str] | None:
-    values = _list(body, key, 4096)
+def _partitions(values: tuple[str, ...] | None) -> list[str] | None:
     if values is None:
         return None
-    out = []
-    for value in values:
-        if value in (DYNAMIC_FIELD, "*"):
-            out.append(value)
-        else:
-            out.append(check_name(value, "field"))
-    return out
+    _count(values, K(wire.SearchRequest, "partitions"), MAX_PARTITIONS)
+    return [check_name(v, "partition") for v in values]
 
 
-def _filter(body: dict[str, Any], required: bool) -> str | None:
-    value = body.get("filter")
+def _output_fields(values: tuple[str, ...] | None, limits: Limits) -> list[str] | None:
+    if values is None:
+        return None
+    if len(values) > limits.max_output_fields:
+        what = f"{K(wire.SearchRequest, 'output_fields')} ({len(values)} names)"
+        raise limit_exceeded(what, "--max-output-fields", limits.max_output_fields)
+    return [v if v in (DYNAMIC_FIELD, "*") else check_name(v, "field") for v in values]
+
+
+def _filter(value: str | None, required: bool) -> str | None:
     if value is None or value == "":
         if required:
-            raise bad("InvalidRequest", "filter is required")
+            raise bad("InvalidRequest", f"{K(wire.QueryRequest, 'filter')} is required")
         return None
-    if not isinstance(value, str):
-        raise bad("InvalidFilter", "filter must be a string")
     return value
 
 
-def _partitions(body: dict[str, Any]) -> list[str] | None:
-    values = _list(body, "partitions", 4096)
-    return None if values is None else [check_name(v, "partition") for v in values]
+# ----------------------------------------------------------------------------------- requests
 
 
 @dataclass(frozen=True)
@@ -125,18 +217,22 @@ class LoadRequest:
     skip_dynamic: bool
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> LoadRequest:
-        segments = _list(body, "segments", MAX_SEGMENTS)
-        if segments is None:
-            raise bad("InvalidRequest", "segments must be a list of segment ids")
-        fields = _list(body, "fields", 4096)
+    def from_wire(cls, body: wire.LoadRequest) -> LoadRequest:
+        _count(body.segments, K(wire.LoadRequest, "segments"), MAX_SEGMENTS)
+        fields = body.fields
+        if fields is not None:
+            _count(fields, K(wire.LoadRequest, "fields"), MAX_LOAD_FIELDS)
         return cls(
-            collection=name(body, "collection", "collection"),
-            partition=name(body, "partition", "partition"),
-            segments=list(dict.fromkeys(check_segment_id(s) for s in segments)),
+            collection=check_name(body.collection, "collection"),
+            partition=check_name(body.partition, "partition"),
+            segments=list(dict.fromkeys(check_segment_id(s) for s in body.segments)),
             fields=None if fields is None else [check_name(f, "field") for f in fields],
-            skip_dynamic=_bool(body, "skipDynamicField"),
+            skip_dynamic=body.skip_dynamic_field,
         )
+
+    @classmethod
+    def parse(cls, body: object) -> LoadRequest:
+        return cls.from_wire(convert_body(body, wire.LoadRequest))
 
 
 @dataclass(frozen=True)
@@ -145,44 +241,51 @@ class ReleaseRequest:
     targets: list[tuple[str, str]] | None
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> ReleaseRequest:
-        items = _list(body, "segments", MAX_SEGMENTS)
+    def from_wire(cls, body: wire.ReleaseRequest) -> ReleaseRequest:
         targets = None
-        if items is not None:
-            targets = []
-            for item in items:
-                if not isinstance(item, dict):
-                    raise bad("InvalidRequest", 'segments items must be {"partition", "segment"} objects')
-                targets.append(
-                    (check_name(item.get("partition"), "partition"), check_segment_id(item.get("segment")))
-                )
-        return cls(name(body, "collection", "collection"), targets)
+        if body.segments is not None:
+            _count(body.segments, K(wire.ReleaseRequest, "segments"), MAX_SEGMENTS)
+            targets = [
+                (check_name(t.partition, "partition"), check_segment_id(t.segment)) for t in body.segments
+            ]
+        return cls(check_name(body.collection, "collection"), targets)
+
+    @classmethod
+    def parse(cls, body: object) -> ReleaseRequest:
+        return cls.from_wire(convert_body(body, wire.ReleaseRequest))
 
 
-def _vectors(body: dict[str, Any]) -> npt.NDArray[np.float32]:
-    raw = body.get("vectors")
-    if not isinstance(raw, list) or not raw:
-        raise bad("InvalidRequest", "vectors must be a non-empty list of vectors")
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
-        raw = [raw]  # one bare vector
-    if len(raw) > MAX_QUERIES:
-        raise bad("InvalidRequest", f"{len(raw)} query vectors; the limit is {MAX_QUERIES}")
-    dims = {len(v) if isinstance(v, list) else -1 for v in raw}
-    if -1 in dims or len(dims) != 1:
-        raise bad("InvalidVectors", "vectors must be lists of numbers, all of the same length")
-    for vector in raw:
-        for x in vector:
-            try:  # math.isfinite raises OverflowError for ints beyond float (JSON allows them)
-                finite = not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
-            except OverflowError:
-                finite = False
-            if not finite:
-                shown = repr(x) if len(repr(x)) <= 40 else f"{repr(x)[:20]}… ({len(repr(x))} characters)"
-                raise bad("InvalidVectors", f"vector component {shown} is not a finite number")
-    with np.errstate(over="ignore"):
-        array = np.asarray(raw, dtype=np.float32)
-    if not np.all(np.isfinite(array)):
-        raise bad("InvalidVectors", "vector components overflow float32")
+def _vectors(raw: list[list[float] | float]) -> npt.NDArray[np.float32]:
+    if not raw:
+        raise bad("InvalidRequest", f"{_VECTORS} must be a non-empty list of vectors")
+    rows: list[list[float]]
+    if all(isinstance(v, float) for v in raw):
+        rows = [raw]  # type: ignore[list-item]  # one bare vector
+    elif all(isinstance(v, list) for v in raw):
+        rows = raw  # type: ignore[assignment]
+    else:
+        raise bad("InvalidVectors", f"{_VECTORS} must be lists of numbers, all of the same length")
+    if len(rows) > MAX_QUERIES:
+        raise bad("InvalidRequest", f"{len(rows)} query vectors; the limit is {MAX_QUERIES}")
+    dims = {len(v) for v in rows}
+    if len(dims) != 1 or 0 in dims:
+        raise bad("InvalidVectors", f"{_VECTORS} must be lists of numbers, all of the same length")
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = np.asarray(rows, dtype=np.float32)
+        finite = bool(np.all(np.isfinite(array)))
+        if not finite:
+            bad_value = next(
+                (x for v in rows for x in v if not math.isfinite(x) or abs(x) > np.finfo(np.float32).max),
+                None,
+            )
+            raise bad("InvalidVectors", f"vector component {clip(bad_value, 40)} is not a finite float32")
+        norms = np.einsum("ij,ij->i", array.astype(np.float64), array.astype(np.float64))
+    if np.any(norms >= MAX_SQUARED_NORM):
+        raise bad(
+            "InvalidVectors",
+            f"a query vector's squared norm exceeds {MAX_SQUARED_NORM:.3g}: "
+            "its distances would overflow float32",
+        )
     return array
 
 
@@ -198,20 +301,30 @@ class SearchRequest:
     ef: int | None
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> SearchRequest:
-        anns = body.get("annsField")
-        top_k = _int(body, "topK", 10, 1, MAX_TOP_K)
-        assert top_k is not None
+    def from_wire(cls, body: wire.SearchRequest, limits: Limits = DEFAULT_LIMITS) -> SearchRequest:
+        collection = check_name(body.collection, "collection")
+        top_k = _range(body.top_k, K(wire.SearchRequest, "top_k"), 1, MAX_TOP_K)
+        vectors = _vectors(body.vectors)
+        if len(vectors) * top_k > limits.max_search_results:
+            raise limit_exceeded(
+                f"nq × {K(wire.SearchRequest, 'top_k')} = {len(vectors)} × {top_k} = {len(vectors) * top_k}",
+                "--max-search-results",
+                limits.max_search_results,
+            )
         return cls(
-            collection=name(body, "collection", "collection"),
-            partitions=_partitions(body),
-            vectors=_vectors(body),
-            anns_field=None if anns is None else check_name(anns, "field"),
+            collection=collection,
+            partitions=_partitions(body.partitions),
+            vectors=vectors,
+            anns_field=None if body.anns_field is None else check_name(body.anns_field, "field"),
             top_k=top_k,
-            filter=_filter(body, required=False),
-            output_fields=_field_names(body, "outputFields"),
-            ef=_int(body, "ef", None, 1, MAX_EF),
+            filter=_filter(body.filter, required=False),
+            output_fields=_output_fields(body.output_fields, limits),
+            ef=None if body.ef is None else _range(body.ef, K(wire.SearchRequest, "ef"), 1, MAX_EF),
         )
+
+    @classmethod
+    def parse(cls, body: object, limits: Limits = DEFAULT_LIMITS) -> SearchRequest:
+        return cls.from_wire(convert_body(body, wire.SearchRequest), limits)
 
 
 @dataclass(frozen=True)
@@ -223,17 +336,20 @@ class QueryRequest:
     limit: int
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> QueryRequest:
-        text = _filter(body, required=True)
-        limit = _int(body, "limit", DEFAULT_QUERY_LIMIT, 1, MAX_LIMIT)
-        assert text is not None and limit is not None
+    def from_wire(cls, body: wire.QueryRequest, limits: Limits = DEFAULT_LIMITS) -> QueryRequest:
+        text = _filter(body.filter, required=True)
+        assert text is not None  # required=True
         return cls(
-            collection=name(body, "collection", "collection"),
-            partitions=_partitions(body),
+            collection=check_name(body.collection, "collection"),
+            partitions=_partitions(body.partitions),
             filter=text,
-            output_fields=_field_names(body, "outputFields"),
-            limit=limit,
+            output_fields=_output_fields(body.output_fields, limits),
+            limit=_range(body.limit, K(wire.QueryRequest, "limit"), 1, MAX_LIMIT),
         )
+
+    @classmethod
+    def parse(cls, body: object, limits: Limits = DEFAULT_LIMITS) -> QueryRequest:
+        return cls.from_wire(convert_body(body, wire.QueryRequest), limits)
 
 
 @dataclass(frozen=True)
@@ -244,16 +360,20 @@ class GetRequest:
     partitions: list[str] | None
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> GetRequest:
-        ids = _list(body, "ids", MAX_IDS)
-        if ids is None:
-            raise bad("InvalidRequest", "ids must be a list of primary keys")
-        for value in ids:
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise bad("InvalidRequest", f"primary key {value!r} must be an integer or a string")
+    def from_wire(cls, body: wire.GetRequest, limits: Limits = DEFAULT_LIMITS) -> GetRequest:
+        if len(body.ids) > limits.max_ids:
+            what = f"{K(wire.GetRequest, 'ids')} ({len(body.ids)} primary keys)"
+            raise limit_exceeded(what, "--max-ids", limits.max_ids)
+        for value in body.ids:
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise bad("InvalidRequest", f"primary key {clip(value, 40)} is out of the int64 range")
         return cls(
-            collection=name(body, "collection", "collection"),
-            ids=ids,
-            output_fields=_field_names(body, "outputFields"),
-            partitions=_partitions(body),
+            collection=check_name(body.collection, "collection"),
+            ids=list(body.ids),
+            output_fields=_output_fields(body.output_fields, limits),
+            partitions=_partitions(body.partitions),
         )
+
+    @classmethod
+    def parse(cls, body: object, limits: Limits = DEFAULT_LIMITS) -> GetRequest:
+        return cls.from_wire(convert_body(body, wire.GetRequest), limits)

@@ -2,21 +2,27 @@
 
 Distances follow hnswlib and are "smaller is closer" for every metric:
 l2 → squared Euclidean distance, ip → 1 − inner product, cosine → 1 − cosine similarity.
+A distance is always a finite number in the answer (a non-finite one is clamped to float32's
+largest value, so it sorts last), and every request has a time budget: the work checks its
+`Deadline` between segments and stops with 408 DeadlineExceeded once the budget is spent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
+from vectorload.wire.querynode import Hit, key
+from vectorload.wire.querynode import SearchRequest as SearchBody
 
-from .errors import ApiError
+from .errors import ApiError, echo
 from .filter_eval import evaluate
 from .filter_expr import BoundFilter, FilterError, bind
 from .requests import GetRequest, QueryRequest, SearchRequest
@@ -26,6 +32,35 @@ BRUTE_FORCE_ROWS = 4096  # filtered searches over at most this many allowed rows
 BRUTE_FORCE_CHUNK = 16384
 DEFAULT_EF = 64
 SEARCH_THREADS = 1  # hnswlib threads per call; concurrency comes from the worker pool
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+ANNS_FIELD = key(SearchBody, "anns_field")
+DEADLINE_CHECK_ROWS = 1024  # rows built between two deadline checks
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The time budget of one request (`--request-timeout`); `check()` raises 408 once it is spent."""
+
+    budget: float
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=-1.0)
+
+    @classmethod
+    def start(cls, budget: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(budget, clock, clock())
+
+    def check(self) -> None:
+        if self.clock() - self.started > self.budget:
+            raise ApiError(
+                408,
+                "DeadlineExceeded",
+                f"the request needs more than its time budget --request-timeout {self.budget:g} s",
+            )
+
+
+def _check(deadline: Deadline | None) -> None:
+    if deadline is not None:
+        deadline.check()
 
 
 def not_loaded(collection: str, node: str, loading: bool) -> ApiError:
@@ -48,7 +83,8 @@ def select_partitions(
         raise ApiError(
             409,
             "PartitionNotLoaded",
-            f"partition(s) {', '.join(partitions)} of collection {collection} not loaded on node {node}",
+            f"partition(s) {echo(', '.join(partitions))} of collection {collection} "
+            f"not loaded on node {node}",
         )
     return chosen
 
@@ -70,7 +106,7 @@ def bind_filter(
     try:
         bound = bind(text, schema)
     except FilterError as exc:
-        raise ApiError(400, exc.reason, f"filter {_clip(text)}: {exc.message}") from exc
+        raise ApiError(400, exc.reason, f"filter {_clip(text)}: {echo(exc.message)}") from exc
     for segment in segments:
         for name in sorted(bound.fields):
             if name not in segment.fields:
@@ -110,7 +146,9 @@ def plan_outputs(
     for name in names:
         field = schema.field(name)
         if field is None and name != DYNAMIC_FIELD and not schema.dynamic_field:
-            raise ApiError(400, "FieldNotFound", f"output field {name} is not in collection {schema.name}")
+            raise ApiError(
+                400, "FieldNotFound", f"output field {echo(name)} is not in collection {schema.name}"
+            )
         for segment in segments:
             if field is not None and name not in segment.fields:
                 raise field_not_loaded(name, segment)
@@ -156,9 +194,8 @@ def choose_anns_field(requested: str | None, schema: CollectionSchema, segments:
     if requested is not None:
         field = schema.field(requested)
         if field is None or field.type != "float_vector":
-            raise ApiError(
-                400, "InvalidAnnsField", f"annsField {requested} is not a vector field of {schema.name}"
-            )
+            message = f"{ANNS_FIELD} {echo(requested)} is not a vector field of {schema.name}"
+            raise ApiError(400, "InvalidAnnsField", message)
         for segment in segments:
             if requested not in segment.vectors:
                 raise field_not_loaded(requested, segment)
@@ -168,7 +205,8 @@ def choose_anns_field(requested: str | None, schema: CollectionSchema, segments:
         raise ApiError(
             400,
             "AnnsFieldRequired",
-            f"annsField is required: collection {schema.name} has vector fields {', '.join(loaded)} loaded",
+            f"{ANNS_FIELD} is required: collection {schema.name} has vector fields "
+            f"{', '.join(loaded)} loaded",
         )
     for segment in segments:
         if loaded[0] not in segment.vectors:
@@ -248,8 +286,12 @@ def segment_search(
 
 
 def run_search(
-    schema: CollectionSchema, segments: list[LoadedSegment], req: SearchRequest, default_ef: int = DEFAULT_EF
-) -> list[list[dict[str, Any]]]:
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    req: SearchRequest,
+    default_ef: int = DEFAULT_EF,
+    deadline: Deadline | None = None,
+) -> list[list[Hit]]:
     anns = choose_anns_field(req.anns_field, schema, segments)
     field = schema.field(anns)
     assert field is not None
@@ -264,37 +306,76 @@ def run_search(
     outputs = plan_outputs(req.output_fields, schema, segments)
     ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
     nq = len(req.vectors)
-    # per query: (distance, pk, segment index, row)
-    candidates: list[list[tuple[float, Any, int, int]]] = [[] for _ in range(nq)]
+    # every segment's top-k side by side: (nq, Σk) distances and rows, and each column's segment
+    labels_by_segment: list[npt.NDArray[np.int64]] = []
+    dists_by_segment: list[npt.NDArray[np.float32]] = []
+    owners: list[npt.NDArray[np.int64]] = []
     for s_index, segment in enumerate(segments):
+        _check(deadline)
         mask = evaluate(bound.expr, segment) if bound is not None else None
         labels, dists = segment_search(segment.vectors[anns], req.vectors, req.top_k, ef, segment.rows, mask)
-        pks = segment.pks
-        for qi in range(nq):
-            for label, dist in zip(labels[qi].tolist(), dists[qi].tolist(), strict=True):
-                candidates[qi].append((dist, _json_value(pks[label]), s_index, label))
-    results: list[list[dict[str, Any]]] = []
-    for hits in candidates:
-        hits.sort(key=lambda h: (h[0], str(h[1])))
-        seen: set[Any] = set()
-        answer: list[dict[str, Any]] = []
-        for dist, pk, s_index, row in hits:
+        labels_by_segment.append(labels)
+        dists_by_segment.append(dists)
+        owners.append(np.full(labels.shape[1], s_index, dtype=np.int64))
+    all_labels = np.concatenate(labels_by_segment, axis=1)
+    all_dists = np.concatenate(dists_by_segment, axis=1).astype(np.float64)
+    all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
+    owner = np.concatenate(owners)
+    order = np.argsort(all_dists, axis=1, kind="stable")  # closest first; ties keep segment order
+    results: list[list[Hit]] = []
+    for qi in range(nq):
+        if qi % 64 == 0:
+            _check(deadline)
+        results.append(
+            _top_hits(schema, segments, outputs, req.top_k, order[qi], all_dists[qi], all_labels[qi], owner)
+        )
+    return results
+
+
+def _top_hits(
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    outputs: OutputPlan,
+    top_k: int,
+    order: npt.NDArray[np.intp],
+    dists: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    owner: npt.NDArray[np.int64],
+) -> list[Hit]:
+    """One query's hits from its candidates sorted by distance: equal distances ordered by the
+    primary key's text, each primary key once (its best copy), at most `top_k`. Python only
+    touches the candidates it keeps (plus duplicates and ties), not every segment's top-k."""
+    sorted_dists = dists[order].tolist()
+    answer: list[Hit] = []
+    seen: set[Any] = set()
+    i, n = 0, len(sorted_dists)
+    while i < n and len(answer) < top_k:
+        j = i + 1
+        while j < n and sorted_dists[j] == sorted_dists[i]:
+            j += 1
+        run = []
+        for column in order[i:j].tolist():
+            s_index, row = int(owner[column]), int(labels[column])
+            run.append((_json_value(segments[s_index].pks[row]), s_index, row))
+        if len(run) > 1:
+            run.sort(key=lambda c: str(c[0]))
+        for pk, s_index, row in run:
             if pk in seen:
                 continue
             seen.add(pk)
             segment = segments[s_index]
             answer.append(
-                {
-                    "id": pk,
-                    "distance": float(dist),
-                    "partition": segment.partition,
-                    "fields": row_fields(schema, segment, row, outputs.for_segment(schema, segment)),
-                }
+                Hit(
+                    id=pk,
+                    distance=sorted_dists[i],
+                    partition=segment.partition,
+                    fields=row_fields(schema, segment, row, outputs.for_segment(schema, segment)),
+                )
             )
-            if len(answer) == req.top_k:
+            if len(answer) == top_k:
                 break
-        results.append(answer)
-    return results
+        i = j
+    return answer
 
 
 # --------------------------------------------------------------------------------- query / get
@@ -307,27 +388,40 @@ def _row(schema: CollectionSchema, segment: LoadedSegment, row: int, outputs: Ou
 
 
 def run_query(
-    schema: CollectionSchema, segments: list[LoadedSegment], req: QueryRequest
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    req: QueryRequest,
+    deadline: Deadline | None = None,
 ) -> list[dict[str, Any]]:
     bound = bind_filter(req.filter, schema, segments)
     assert bound is not None
     outputs = plan_outputs(req.output_fields, schema, segments)
     rows: list[dict[str, Any]] = []
     for segment in segments:
+        _check(deadline)
         for row in np.flatnonzero(evaluate(bound.expr, segment)).tolist():
+            if len(rows) % DEADLINE_CHECK_ROWS == 0:
+                _check(deadline)
             rows.append(_row(schema, segment, row, outputs))
             if len(rows) >= req.limit:
                 return rows
     return rows
 
 
-def run_get(schema: CollectionSchema, segments: list[LoadedSegment], req: GetRequest) -> list[dict[str, Any]]:
+def run_get(
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    req: GetRequest,
+    deadline: Deadline | None = None,
+) -> list[dict[str, Any]]:
     pk = schema.primary_key
     want_int = pk.type == "int64"
     for value in req.ids:
         if want_int != isinstance(value, int):
             raise ApiError(
-                400, "InvalidRequest", f"primary key {value!r} does not match {pk.name}'s type {pk.type}"
+                400,
+                "InvalidRequest",
+                f"primary key {echo(repr(value))} does not match {pk.name}'s type {pk.type}",
             )
         if want_int and not -(2**63) <= int(value) < 2**63:
             raise ApiError(400, "InvalidRequest", f"primary key {value} is out of the int64 range")
@@ -335,6 +429,7 @@ def run_get(schema: CollectionSchema, segments: list[LoadedSegment], req: GetReq
     found: dict[Any, dict[str, Any]] = {}
     wanted = np.asarray(req.ids, dtype=np.int64) if want_int else np.asarray(req.ids, dtype=object)
     for segment in segments:
+        _check(deadline)
         if want_int:
             hits = np.flatnonzero(np.isin(segment.pks, wanted))
         else:

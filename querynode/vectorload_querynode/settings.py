@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .memory import auto_memory_limit, parse_bytes
+from .requests import DEFAULT_LIMITS, Limits
 
 TOKEN_ENV = "VECTORLOAD_TOKEN"  # noqa: S105 (a variable name)
 DATA_TOKEN_ENV = "VECTORLOAD_DATA_TOKEN"  # noqa: S105
 DEFAULT_PORT = 19530
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = DEFAULT_LIMITS.max_request_bytes
 
 
 class SettingsError(Exception):
@@ -29,13 +30,18 @@ class Settings:
     memory_limit: int
     threshold: float
     token: str | None  # None only with --insecure-no-auth
-    data_token: str | None
+    data_token: str | None  # the data API also accepts `token`; both None only with --open-data-api
     load_concurrency: int
     search_workers: int
-    max_request_bytes: int
     default_ef: int
     load_step_delay: float  # fault injection for tests: seconds to wait before each file
     verify_in_process: bool = False  # hash files in the loading thread, not in the sha256 helper
+    open_data_api: bool = False  # --open-data-api: search/query/get without a token
+    limits: Limits = field(default_factory=Limits)  # bounded work per request (see requests.Limits)
+
+    def data_tokens(self) -> tuple[str, ...]:
+        """Tokens the data API accepts: the data token and the control token (which may do more)."""
+        return tuple(t for t in (self.data_token, self.token) if t is not None)
 
 
 def _read_token(path: str | None, env: str, what: str) -> str | None:
@@ -70,12 +76,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-token-file",
         default=None,
-        help=f"data API bearer token file (else ${DATA_TOKEN_ENV}; unset = open)",
+        help=f"data API bearer token file (else ${DATA_TOKEN_ENV}); the data API also accepts the "
+        "control token, and no other unless --open-data-api",
     )
     p.add_argument("--insecure-no-auth", action="store_true", help="run the control API without a token")
+    p.add_argument(
+        "--open-data-api",
+        action="store_true",
+        help="serve search/query/get without any token (closed by default)",
+    )
     p.add_argument("--load-concurrency", type=int, default=2, help="segments loaded at the same time")
     p.add_argument("--search-workers", type=int, default=2, help="threads answering data requests")
-    p.add_argument("--max-request-bytes", default=str(DEFAULT_MAX_REQUEST_BYTES), help="largest request body")
+    limits = p.add_argument_group("limits (bounded work per request; a refusal names the limit)")
+    limits.add_argument(
+        "--max-request-bytes",
+        default=str(DEFAULT_MAX_REQUEST_BYTES),
+        help="largest request body, after decompression (413 beyond it; default 64Mi)",
+    )
+    limits.add_argument(
+        "--max-json-depth",
+        type=int,
+        default=DEFAULT_LIMITS.max_json_depth,
+        help=f"deepest nesting of arrays/objects in a body (default {DEFAULT_LIMITS.max_json_depth})",
+    )
+    limits.add_argument(
+        "--max-search-results",
+        type=int,
+        default=DEFAULT_LIMITS.max_search_results,
+        help=f"largest nq × topK of one search (default {DEFAULT_LIMITS.max_search_results})",
+    )
+    limits.add_argument(
+        "--max-ids",
+        type=int,
+        default=DEFAULT_LIMITS.max_ids,
+        help=f"primary keys per get request (default {DEFAULT_LIMITS.max_ids})",
+    )
+    limits.add_argument(
+        "--max-output-fields",
+        type=int,
+        default=DEFAULT_LIMITS.max_output_fields,
+        help=f"outputFields names per request (default {DEFAULT_LIMITS.max_output_fields})",
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_LIMITS.request_timeout,
+        help="seconds of work a data request may take before it stops with 408 "
+        f"(default {DEFAULT_LIMITS.request_timeout:g})",
+    )
     p.add_argument("--default-ef", type=int, default=64, help="hnswlib ef when a search gives none")
     p.add_argument(
         "--verify-in-process",
@@ -101,13 +149,25 @@ def parse_settings(argv: list[str]) -> Settings:
     for flag, value in (
         ("--load-concurrency", args.load_concurrency),
         ("--search-workers", args.search_workers),
+        ("--max-json-depth", args.max_json_depth),
+        ("--max-search-results", args.max_search_results),
+        ("--max-ids", args.max_ids),
+        ("--max-output-fields", args.max_output_fields),
     ):
         if value < 1:
             raise SettingsError(f"{flag} must be at least 1")
+    if not args.request_timeout > 0:
+        raise SettingsError(f"--request-timeout must be positive seconds, got {args.request_timeout}")
     token = _read_token(args.token_file, TOKEN_ENV, "token")
     if token is None and not args.insecure_no_auth:
         raise SettingsError(
             f"no control API token: pass --token-file or set ${TOKEN_ENV} (or --insecure-no-auth to run open)"
+        )
+    data_token = _read_token(args.data_token_file, DATA_TOKEN_ENV, "data token")
+    if token is None and data_token is None and not args.open_data_api:
+        raise SettingsError(
+            f"the data API would accept no token: pass --data-token-file or set ${DATA_TOKEN_ENV} "
+            "(or --open-data-api to serve search/query/get without a token)"
         )
     return Settings(
         root=Path(args.root),
@@ -117,11 +177,19 @@ def parse_settings(argv: list[str]) -> Settings:
         memory_limit=memory_limit,
         threshold=args.threshold,
         token=token,
-        data_token=_read_token(args.data_token_file, DATA_TOKEN_ENV, "data token"),
+        data_token=data_token,
         load_concurrency=args.load_concurrency,
         search_workers=args.search_workers,
-        max_request_bytes=max_request,
         default_ef=args.default_ef,
         load_step_delay=max(0.0, args.load_step_delay),
         verify_in_process=args.verify_in_process,
+        open_data_api=args.open_data_api,
+        limits=Limits(
+            max_request_bytes=max_request,
+            max_json_depth=args.max_json_depth,
+            max_search_results=args.max_search_results,
+            max_ids=args.max_ids,
+            max_output_fields=args.max_output_fields,
+            request_timeout=args.request_timeout,
+        ),
     )

@@ -296,7 +296,7 @@ def test_rbac_never_grants_secrets_wildcards_or_exec(render: Render) -> None:
 
 def test_token_secret_is_generated_and_mounted(render: Render) -> None:
     manifests = render(ci("default"))
-    secret = one(manifests, "Secret", "-token")
+    secret = one(manifests, "Secret", "vectorload-token")
     token = base64.b64decode(secret["data"]["token"]).decode()
     assert len(token) == 48 and token.isalnum()
     assert "helm.sh/resource-policy" not in (secret["metadata"].get("annotations") or {})
@@ -307,12 +307,36 @@ def test_token_secret_is_generated_and_mounted(render: Render) -> None:
         assert token_volume["secret"]["defaultMode"] == 0o440  # YAML 1.1 octal: owner and fsGroup read
 
 
+def test_data_token_secret_closes_the_data_api(render: Render) -> None:
+    manifests = render(ci("default"))
+    secret = one(manifests, "Secret", "-data-token")
+    data_token = base64.b64decode(secret["data"]["token"]).decode()
+    control = base64.b64decode(one(manifests, "Secret", "vectorload-token")["data"]["token"]).decode()
+    assert len(data_token) == 48 and data_token.isalnum() and data_token != control
+    qn = one(manifests, "StatefulSet")
+    (volume,) = [v for v in qn["spec"]["template"]["spec"]["volumes"] if v["name"] == "data-token"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    args = container(qn, "querynode")["args"]
+    assert "--data-token-file=/var/run/vectorload/data-token/token" in args and "--open-data-api" not in args
+    env = {e["name"]: e for e in container(one(manifests, "Deployment"), "operator")["env"]}
+    assert env["VECTORLOAD_DATA_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "token",
+    }
+    # only an explicit value opens it
+    open_qn = one(render(set_values={"querynode.openDataApi": "true"}), "StatefulSet")
+    open_args = container(open_qn, "querynode")["args"]
+    assert "--open-data-api" in open_args and not any(a.startswith("--data-token-file") for a in open_args)
+
+
 def test_existing_token_secret_is_used_not_generated(render: Render) -> None:
-    manifests = render(set_values={"token.existingSecret": "my-token"})
+    manifests = render(set_values={"token.existingSecret": "my-token", "dataToken.existingSecret": "my-data"})
     assert not find(manifests, "Secret")
     for kind in ("Deployment", "StatefulSet"):
         volumes = one(manifests, kind)["spec"]["template"]["spec"]["volumes"]
         assert "my-token" in {v["secret"]["secretName"] for v in volumes if "secret" in v}
+    qn_volumes = one(manifests, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+    assert "my-data" in {v["secret"]["secretName"] for v in qn_volumes if "secret" in v}
 
 
 def test_default_renders_no_optional_objects(render: Render) -> None:
@@ -481,7 +505,12 @@ def test_rendered_args_parse_with_the_real_command_lines(
     env = {"POD_NAME": "rel-vectorload-querynode-0", "VECTORLOAD_MEMORY_LIMIT": str(limit)}
     args = [expand(a, env) for a in qn["args"][1:]]
     args = [f"--token-file={token}" if a.startswith("--token-file=") else a for a in args]
+    data_token = tmp_path / "data-token"
+    data_token.write_text("d" * 48)
+    args = [f"--data-token-file={data_token}" if a.startswith("--data-token-file=") else a for a in args]
     settings = parse_settings(args)
+    assert settings.data_token == "d" * 48 and not settings.open_data_api
+    assert settings.limits.max_request_bytes == 64 * 2**20 and settings.limits.max_search_results == 262144
     assert settings.memory_limit == limit
     assert settings.node_name == "rel-vectorload-querynode-0"
     assert settings.port == 19530

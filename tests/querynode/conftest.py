@@ -22,6 +22,7 @@ from vectorload.storage.writer import CollectionWriter
 from vectorload_querynode.testing import QuerynodeProcess
 
 TOKEN = "querynode-test-token"
+DATA_TOKEN = "querynode-test-data-token"  # the data API is closed by default: nodes get a data token
 _HOSTS = itertools.cycle(range(20 + os.getpid() % 100, 250))
 
 
@@ -38,6 +39,7 @@ def _start_factory(tmp_dir: Path) -> tuple[QuerynodeFactory, list[QuerynodeProce
 
     def start(root: Path, **kwargs: Any) -> QuerynodeProcess:
         kwargs.setdefault("token", TOKEN)
+        kwargs["env"] = {"VECTORLOAD_DATA_TOKEN": DATA_TOKEN, **kwargs.get("env", {})}
         kwargs.setdefault("host", next_host())
         kwargs.setdefault("log_path", tmp_dir / f"querynode-{len(started)}.log")
         qn = QuerynodeProcess(root, **kwargs)

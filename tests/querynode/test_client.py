@@ -14,7 +14,7 @@ from vectorload.client.cli import search_main
 from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec, sample_queries
 from vectorload_querynode.testing import QuerynodeProcess, free_port
 
-from .conftest import TOKEN, QuerynodeFactory, wait_for
+from .conftest import DATA_TOKEN, TOKEN, QuerynodeFactory, wait_for
 
 SPEC = resolve_spec("tiny", segment_rows=200)  # as conftest.tiny_root writes it
 
@@ -48,20 +48,21 @@ async def test_async_client_covers_every_endpoint(
         assert "vectorload_querynode_memory_capacity_bytes" in await client.metrics()
         assert await client.collections() == ["book"]
         catalog = await client.catalog("book")
-        assert [p["name"] for p in catalog["partitions"]] == list(PARTITIONS)
+        assert [p.name for p in catalog.partitions] == list(PARTITIONS)
+        assert catalog.schema.primary_key.name == "book_id"  # typed by storage's schema parser
         results = await client.load(
             "book", "novel", ["novel-0000", "nope"], fields=None, skip_dynamic_field=False
         )
-        assert [r["state"] for r in results] == ["loading", "refused"]
+        assert [r.state for r in results] == ["loading", "refused"]
         for _ in range(200):
             dist = await client.distribution()
-            if dist["segments"] and dist["segments"][0]["state"] == "loaded":
+            if dist.segments and dist.segments[0].state == "loaded":
                 break
-        assert dist["segments"][0]["state"] == "loaded" and dist["node"] == qn.node_name
+        assert dist.segments[0].state == "loaded" and dist.node == qn.node_name
         hits = await client.search(
             "book", [[0.0] * 64], top_k=3, anns_field="book_intro", output_fields=["title"]
         )
-        assert len(hits[0]) == 3 and "title" in hits[0][0]["fields"]
+        assert len(hits[0]) == 3 and "title" in hits[0][0].fields
         rows = await client.query("book", "book_id < 605", output_fields=["genre"], limit=2)
         assert [r["book_id"] for r in rows] == [601, 602]
         assert [r["book_id"] for r in await client.get("book", [603])] == [603]
@@ -109,6 +110,12 @@ def test_search_cli_fans_out_and_merges(
         "--anns-field",
         "book_intro",
     ]
+    # the data API is closed: without a token the search is refused
+    monkeypatch.delenv("VECTORLOAD_TOKEN", raising=False)
+    monkeypatch.delenv("VECTORLOAD_DATA_TOKEN", raising=False)
+    assert search_main(argv) == 1
+    assert "Unauthorized" in capsys.readouterr().err
+    monkeypatch.setenv("VECTORLOAD_DATA_TOKEN", DATA_TOKEN)
     assert search_main([*argv, "--top-k", "10", "--json", "--output-fields", "title"]) == 0
     hits = json.loads(capsys.readouterr().out)["results"][0]
     exact = data["ids"][np.argsort(((data["vectors"] - query) ** 2).sum(axis=1))[:10]]

@@ -10,23 +10,23 @@ from vectorload.client.cli import format_table
 from vectorload.client.http import QuerynodeError
 from vectorload.client.kube import Replica, ResolveError, choose_replica, pod_url, replicas_from_status
 from vectorload.client.merge import merge_hits, merge_node_answers
-from vectorload.client.types import Hit
+from vectorload.wire.querynode import Hit
 
 
 def hit(pk: Any, distance: float, partition: str = "_default") -> Hit:
-    return {"id": pk, "distance": distance, "partition": partition, "fields": {}}
+    return Hit(id=pk, distance=distance, partition=partition, fields={})
 
 
 def test_merge_hits_sorts_dedupes_and_cuts() -> None:
     node_a = [hit(1, 0.5), hit(2, 0.7), hit(3, 0.9)]
     node_b = [hit(4, 0.1), hit(2, 0.6), hit(5, 0.8)]
     merged = merge_hits([node_a, node_b], top_k=4)
-    assert [(h["id"], h["distance"]) for h in merged] == [(4, 0.1), (1, 0.5), (2, 0.6), (5, 0.8)]
+    assert [(h.id, h.distance) for h in merged] == [(4, 0.1), (1, 0.5), (2, 0.6), (5, 0.8)]
 
 
 def test_merge_hits_ties_are_deterministic() -> None:
     merged = merge_hits([[hit("b", 1.0)], [hit("a", 1.0)]], top_k=2)
-    assert [h["id"] for h in merged] == ["a", "b"]
+    assert [h.id for h in merged] == ["a", "b"]
     assert merge_hits([], 3) == []
 
 
@@ -38,7 +38,7 @@ def test_merge_node_answers_per_query() -> None:
         QuerynodeError(409, "PartitionNotLoaded", "node holds other partitions"),
     ]
     merged = merge_node_answers(answers, nq=2, top_k=5)
-    assert [[h["id"] for h in q] for q in merged] == [[2, 1], [7]]
+    assert [[h.id for h in q] for q in merged] == [[2, 1], [7]]
 
 
 def test_merge_node_answers_errors() -> None:
@@ -55,9 +55,7 @@ def test_merge_node_answers_errors() -> None:
 
 
 def test_format_table() -> None:
-    text = format_table(
-        [[{"id": 7, "distance": 0.25, "partition": "novel", "fields": {"title": "X"}}]], ["title"]
-    )
+    text = format_table([[Hit(id=7, distance=0.25, partition="novel", fields={"title": "X"})]], ["title"])
     lines = text.splitlines()
     assert lines[0].split() == ["rank", "id", "distance", "partition", "title"]
     assert lines[1].split() == ["1", "7", "0.25", "novel", '"X"']

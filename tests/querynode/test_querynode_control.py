@@ -17,7 +17,7 @@ from vectorload.storage.reader import FilesystemReader
 from vectorload_querynode.loader import LoadSpec, predicted_bytes
 from vectorload_querynode.testing import QuerynodeProcess
 
-from .conftest import TOKEN, QuerynodeFactory, distribution, segment_states, wait_for
+from .conftest import DATA_TOKEN, TOKEN, QuerynodeFactory, distribution, segment_states, wait_for
 
 CONTROL = [
     ("GET", "/v1/catalog", None),
@@ -35,7 +35,7 @@ def load(qn: QuerynodeProcess, partition: str, segments: list[str], **extra: Any
 
 
 def search(qn: QuerynodeProcess, **body: Any) -> tuple[int, Any]:
-    return qn.request("POST", "/v1/search", {"collection": "book", **body}, token=None)
+    return qn.request("POST", "/v1/search", {"collection": "book", **body}, token=DATA_TOKEN)
 
 
 VEC = [0.1] * 64
@@ -142,7 +142,7 @@ def test_field_subset_and_skip_dynamic_field(node: QuerynodeProcess) -> None:
         assert (status, answer["error"]["reason"]) == (400, "FieldNotLoaded"), body
         assert named in answer["error"]["message"]
     status, answer = node.request(
-        "POST", "/v1/query", {"collection": "book", "filter": "in_print"}, token=None
+        "POST", "/v1/query", {"collection": "book", "filter": "in_print"}, token=DATA_TOKEN
     )
     assert (status, answer["error"]["reason"]) == (400, "FieldNotLoaded")
     assert node.request("POST", "/v1/segments/release", {"collection": "book", "segments": None}) == (

@@ -14,7 +14,7 @@ from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec
 from vectorload_querynode.metrics import METRIC_NAMES
 from vectorload_querynode.testing import QuerynodeProcess
 
-from .conftest import METRICS_COLLECTION, METRICS_DIM, QuerynodeFactory, load_all, metrics_data
+from .conftest import DATA_TOKEN, METRICS_COLLECTION, METRICS_DIM, QuerynodeFactory, load_all, metrics_data
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = resolve_spec("small", segment_rows=850)  # as conftest.small_root writes it
@@ -62,7 +62,7 @@ def brute_force(
 
 
 def search(qn: QuerynodeProcess, **body: Any) -> list[list[dict[str, Any]]]:
-    status, answer = qn.request("POST", "/v1/search", body, token=None)
+    status, answer = qn.request("POST", "/v1/search", body, token=DATA_TOKEN)
     assert status == 200, answer
     return list(answer["results"])
 

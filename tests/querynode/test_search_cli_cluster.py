@@ -11,7 +11,7 @@ import pytest
 from vectorload.client.cli import search_main
 from vectorload.devcluster.controlplane import ControlPlane
 
-from .conftest import QuerynodeFactory, load_all
+from .conftest import DATA_TOKEN, QuerynodeFactory, load_all
 
 pytestmark = pytest.mark.cluster
 
@@ -47,7 +47,15 @@ def test_search_through_a_collectionload(
         "metadata": {"name": "book", "namespace": namespace},
         "spec": {"collection": "book"},
     }
-    for obj in (pod, load):
+    # the data API is closed: the command reads the data token from a Secret (the chart's
+    # <release>-data-token holds it under the key `token`)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "book-data-token", "namespace": namespace},
+        "stringData": {"token": DATA_TOKEN},
+    }
+    for obj in (pod, load, secret):
         plane.kubectl("apply", "-f", "-", input=json.dumps(obj))
     pod_status = {"status": {"phase": "Running", "podIP": qn.host, "podIPs": [{"ip": qn.host}]}}
     load_status = {"status": {"replicas": [{"id": 0, "nodes": ["querynode-0"]}]}}
@@ -64,7 +72,14 @@ def test_search_through_a_collectionload(
             json.dumps(patch),
         )
     monkeypatch.setenv("KUBECONFIG", str(plane.kubeconfig))
+    for env in ("VECTORLOAD_TOKEN", "VECTORLOAD_DATA_TOKEN"):
+        monkeypatch.delenv(env, raising=False)
+    unauthenticated = ["--collection-load", "book", "-n", namespace, "--random", "--dim", "16"]
+    assert search_main(unauthenticated) == 1
+    assert "Unauthorized" in capsys.readouterr().err
     argv = [
+        "--token-secret",
+        "book-data-token",
         "--collection-load",
         "book",
         "-n",

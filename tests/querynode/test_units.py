@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vectorload.wire import querynode as wire
 from vectorload_querynode import auth
 from vectorload_querynode.errors import ApiError
 from vectorload_querynode.memory import auto_memory_limit, cgroup_memory_limit, parse_bytes, resident_bytes
-from vectorload_querynode.requests import LoadRequest, ReleaseRequest, SearchRequest, parse_json
+from vectorload_querynode.requests import LoadRequest, ReleaseRequest, SearchRequest, decode_body
 from vectorload_querynode.settings import SettingsError, parse_settings
 
 
@@ -79,11 +80,15 @@ def test_auth_accepts_and_open_mode() -> None:
 
 def test_settings_refuse_to_start_without_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("VECTORLOAD_TOKEN", raising=False)
+    monkeypatch.delenv("VECTORLOAD_DATA_TOKEN", raising=False)
     with pytest.raises(SettingsError, match="token"):
         parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi"])
-    assert (
-        parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi", "--insecure-no-auth"]).token is None
-    )
+    # an open control API still leaves the data API closed unless it is opened explicitly
+    with pytest.raises(SettingsError, match=r"data API would accept no token.*--open-data-api"):
+        parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi", "--insecure-no-auth"])
+    insecure = ["--root", str(tmp_path), "--memory-limit", "1Gi", "--insecure-no-auth", "--open-data-api"]
+    assert parse_settings(insecure).token is None
+    assert parse_settings(insecure).open_data_api
     monkeypatch.setenv("VECTORLOAD_TOKEN", "from-env")
     assert parse_settings(["--root", str(tmp_path), "--memory-limit", "1Gi"]).token == "from-env"
     token_file = tmp_path / "token"
@@ -164,7 +169,7 @@ def test_search_request_accepts_one_bare_vector() -> None:
 @pytest.mark.parametrize("raw", [b"{", b"", b"\xff\xfe", b"[1]", b"nul"])
 def test_parse_json_errors(raw: bytes) -> None:
     with pytest.raises(ApiError) as info:
-        parse_json(raw)
+        decode_body(raw, wire.SearchRequest)
     assert info.value.status == 400
     assert info.value.reason in {"InvalidJSON", "InvalidRequest"}
     assert info.value.message

@@ -77,6 +77,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-token" (include "vectorload.fullname" .)) .Values.token.existingSecret }}
 {{- end }}
 
+{{- define "vectorload.dataTokenSecretName" -}}
+{{- default (printf "%s-data-token" (include "vectorload.fullname" .)) .Values.dataToken.existingSecret }}
+{{- end }}
+
 {{/* Namespaces a namespace-scoped operator watches (JSON list): operator.watchNamespace and the
      release namespace, where this release's querynode pods live (kopf watches pods only in the
      namespaces it serves). */}}
@@ -111,6 +115,27 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "vectorload.tokenFile" -}}
 /var/run/vectorload/token/token
+{{- end }}
+
+{{/* Data-token volume and mount (querynodes). */}}
+{{- define "vectorload.dataTokenVolume" -}}
+- name: data-token
+  secret:
+    secretName: {{ include "vectorload.dataTokenSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: token
+        path: token
+{{- end }}
+
+{{- define "vectorload.dataTokenMount" -}}
+- name: data-token
+  mountPath: /var/run/vectorload/data-token
+  readOnly: true
+{{- end }}
+
+{{- define "vectorload.dataTokenFile" -}}
+/var/run/vectorload/data-token/token
 {{- end }}
 
 {{/* Guards that a values schema cannot express. */}}

@@ -1,4 +1,9 @@
-"""`vectorload search`: search a loaded CollectionLoad through the querynodes of one replica."""
+"""`vectorload search`: search a loaded CollectionLoad through the querynodes of one replica.
+
+The data API is closed by default: the command sends the data token (`--token-file`,
+`--token-secret NAME` — key `token` of that Secret, the chart's `<release>-data-token` — or
+`$VECTORLOAD_DATA_TOKEN`, then `$VECTORLOAD_TOKEN`). `--random` without `--dim` reads the vector
+dimension from the catalog, on the control API (`$VECTORLOAD_TOKEN`)."""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import numpy as np
 
 from vectorload.client.http import QuerynodeClient, QuerynodeError
 from vectorload.client.merge import merge_node_answers
-from vectorload.client.types import Hit
+from vectorload.wire.querynode import Hit, SearchAnswer, to_builtins
+
+TOKEN_ENVS = ("VECTORLOAD_DATA_TOKEN", "VECTORLOAD_TOKEN")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-fields", default=None, help="comma-separated field names")
     p.add_argument("--partition", action="append", default=None, help="partition to search (repeatable)")
     p.add_argument("--ef", type=int, default=None)
-    p.add_argument("--token-file", default=None, help="bearer token file (else $VECTORLOAD_TOKEN)")
-    p.add_argument("--token-secret", default=None, help="Secret (key `token`) holding the bearer token")
+    p.add_argument(
+        "--token-file",
+        default=None,
+        help="data API bearer token file (else $VECTORLOAD_DATA_TOKEN, then $VECTORLOAD_TOKEN)",
+    )
+    p.add_argument(
+        "--token-secret",
+        default=None,
+        help="Secret (key `token`) holding the data API token, e.g. <release>-data-token",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -65,12 +80,18 @@ async def fan_out(
 
 async def _dim_from_catalog(url: str, token: str | None, collection: str, anns_field: str | None) -> int:
     async with QuerynodeClient(url, token) as client:
-        catalog = await client.catalog(collection)
-    vectors = [f for f in catalog["schema"]["fields"] if f.get("type") == "float_vector"]
-    chosen = [f for f in vectors if anns_field is None or f["name"] == anns_field]
-    if not chosen:
+        try:
+            catalog = await client.catalog(collection)
+        except QuerynodeError as exc:
+            if exc.status == 401:
+                raise QuerynodeError(
+                    401, exc.reason, "reading the vector dimension needs the control token: pass --dim"
+                ) from exc
+            raise
+    chosen = [f for f in catalog.schema.vector_fields if anns_field is None or f.name == anns_field]
+    if not chosen or chosen[0].dim is None:
         raise QuerynodeError(400, "InvalidAnnsField", f"no vector field {anns_field} in {collection}")
-    return int(chosen[0]["dim"])
+    return chosen[0].dim
 
 
 def format_table(results: list[list[Hit]], output_fields: list[str]) -> str:
@@ -82,10 +103,10 @@ def format_table(results: list[list[Hit]], output_fields: list[str]) -> str:
         rows = [
             [
                 str(rank),
-                str(hit["id"]),
-                f"{hit['distance']:.6g}",
-                hit["partition"],
-                *[json.dumps(hit["fields"].get(f), ensure_ascii=False) for f in output_fields],
+                str(hit.id),
+                f"{hit.distance:.6g}",
+                hit.partition,
+                *[json.dumps(hit.fields.get(f), ensure_ascii=False) for f in output_fields],
             ]
             for rank, hit in enumerate(hits, start=1)
         ]
@@ -113,7 +134,7 @@ def _token(args: argparse.Namespace, namespace: str | None) -> str | None:
         from vectorload.client.kube import secret_token
 
         return secret_token(args.token_secret, namespace or "default")
-    return os.environ.get("VECTORLOAD_TOKEN") or None
+    return next((os.environ[e] for e in TOKEN_ENVS if os.environ.get(e)), None)
 
 
 def search_main(argv: list[str]) -> int:
@@ -148,7 +169,8 @@ async def _search(args: argparse.Namespace) -> int:
         )
     token = _token(args, namespace)
     if args.random:
-        dim = args.dim or await _dim_from_catalog(urls[0], token, collection, args.anns_field)
+        control = os.environ.get("VECTORLOAD_TOKEN") or token  # the catalog is on the control API
+        dim = args.dim or await _dim_from_catalog(urls[0], control, collection, args.anns_field)
         vectors = np.random.default_rng(args.seed).standard_normal((1, dim)).astype(np.float32).tolist()
     else:
         vectors = _parse_vectors(args.vector)
@@ -165,5 +187,6 @@ async def _search(args: argparse.Namespace) -> int:
         output_fields=output_fields or None,
         ef=args.ef,
     )
-    print(json.dumps({"results": results}) if args.json else format_table(results, output_fields))
+    answer = SearchAnswer(results=results)
+    print(json.dumps(to_builtins(answer)) if args.json else format_table(results, output_fields))
     return 0

@@ -1,15 +1,21 @@
-"""Async client for one querynode (aiohttp); every endpoint of the API as a typed method."""
+"""Async client for one querynode (aiohttp); every endpoint of the API as a typed method.
+
+Bodies and answers are the `vectorload.wire.querynode` types: the client encodes requests and
+decodes answers with the same definitions the querynode serves, so a drift fails loudly
+(`QuerynodeError` 502 `BadAnswer`) instead of surfacing as a missing key later.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar
 
 import aiohttp
 
-from vectorload.client.types import CollectionCatalog, Distribution, Hit, LoadResult
+from vectorload.wire import querynode as wire
+
+T = TypeVar("T")
 
 
 class QuerynodeError(Exception):
@@ -25,7 +31,8 @@ class QuerynodeError(Exception):
 class QuerynodeClient:
     """`async with QuerynodeClient("http://127.0.0.1:19530", token) as qn: await qn.distribution()`.
 
-    `token` authenticates the control API; `data_token` the data API (default: `token`)."""
+    `token` authenticates the control API; `data_token` the data API (default: `token`, which
+    the data API accepts too)."""
 
     def __init__(
         self,
@@ -60,55 +67,70 @@ class QuerynodeClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    async def _call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    async def _raw(
+        self, method: str, path: str, body: wire.Wire | None = None, token: str | None = None
+    ) -> bytes:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else wire.encode(body)
         try:
             async with self._sess().request(method, self.base_url + path, data=data, headers=headers) as resp:
-                text = await resp.text()
+                payload = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise QuerynodeError(0, "Unreachable", f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
-        try:
-            payload = json.loads(text) if text else None
-        except ValueError:
-            payload = None
         if status >= 400:
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if isinstance(error, dict):
-                raise QuerynodeError(status, str(error.get("reason", "")), str(error.get("message", "")))
-            raise QuerynodeError(status, "HTTPError", text[:200])
-        return payload if payload is not None else text
+            try:
+                error = wire.decode(payload, wire.ErrorBody).error
+            except wire.WireError:
+                raise QuerynodeError(status, "HTTPError", payload[:200].decode("utf-8", "replace")) from None
+            raise QuerynodeError(status, error.reason, error.message)
+        return payload
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[T],
+        body: wire.Wire | None = None,
+        token: str | None = None,
+    ) -> T:
+        payload = await self._raw(method, path, body, token)
+        try:
+            return wire.decode(payload, answer)
+        except wire.WireError as exc:
+            raise QuerynodeError(
+                502, "BadAnswer", f"{self.base_url}{path}: {exc.message} at {exc.path}"
+            ) from None
 
     # ------------------------------------------------------------------- unauthenticated
 
     async def healthz(self) -> bool:
         try:
-            await self._call("GET", "/healthz")
+            await self._call("GET", "/healthz", wire.HealthAnswer)
         except QuerynodeError:
             return False
         return True
 
     async def readyz(self) -> bool:
         try:
-            await self._call("GET", "/readyz")
+            await self._call("GET", "/readyz", wire.HealthAnswer)
         except QuerynodeError:
             return False
         return True
 
     async def metrics(self) -> str:
-        return str(await self._call("GET", "/metrics"))
+        return (await self._raw("GET", "/metrics")).decode("utf-8", "replace")
 
     # ---------------------------------------------------------------------------- control
 
     async def collections(self) -> list[str]:
-        answer = await self._call("GET", "/v1/catalog", token=self.token)
-        return [str(c) for c in answer["collections"]]
+        answer = await self._call("GET", "/v1/catalog", wire.CatalogList, token=self.token)
+        return list(answer.collections)
 
-    async def catalog(self, collection: str) -> CollectionCatalog:
-        return cast(CollectionCatalog, await self._call("GET", f"/v1/catalog/{collection}", token=self.token))
+    async def catalog(self, collection: str) -> wire.CollectionCatalog:
+        return await self._call("GET", f"/v1/catalog/{collection}", wire.CollectionCatalog, token=self.token)
 
     async def load(
         self,
@@ -117,27 +139,30 @@ class QuerynodeClient:
         segments: Sequence[str],
         fields: Sequence[str] | None = None,
         skip_dynamic_field: bool = False,
-    ) -> list[LoadResult]:
-        body = {
-            "collection": collection,
-            "partition": partition,
-            "segments": list(segments),
-            "fields": None if fields is None else list(fields),
-            "skipDynamicField": skip_dynamic_field,
-        }
-        answer = await self._call("POST", "/v1/segments/load", body, token=self.token)
-        return cast(list[LoadResult], answer["results"])
+    ) -> tuple[wire.LoadResult, ...]:
+        body = wire.LoadRequest(
+            collection=collection,
+            partition=partition,
+            segments=tuple(segments),
+            fields=None if fields is None else tuple(fields),
+            skip_dynamic_field=skip_dynamic_field,
+        )
+        answer = await self._call("POST", "/v1/segments/load", wire.LoadAnswer, body, token=self.token)
+        return answer.results
 
     async def release(self, collection: str, segments: Sequence[tuple[str, str]] | None = None) -> int:
         """Release (partition, segment) pairs, or the whole collection when `segments` is None."""
-        items = None if segments is None else [{"partition": p, "segment": s} for p, s in segments]
-        answer = await self._call(
-            "POST", "/v1/segments/release", {"collection": collection, "segments": items}, token=self.token
+        targets = (
+            None
+            if segments is None
+            else tuple(wire.ReleaseTarget(partition=p, segment=s) for p, s in segments)
         )
-        return int(answer["released"])
+        body = wire.ReleaseRequest(collection=collection, segments=targets)
+        answer = await self._call("POST", "/v1/segments/release", wire.ReleaseAnswer, body, token=self.token)
+        return answer.released
 
-    async def distribution(self) -> Distribution:
-        return cast(Distribution, await self._call("GET", "/v1/distribution", token=self.token))
+    async def distribution(self) -> wire.Distribution:
+        return await self._call("GET", "/v1/distribution", wire.Distribution, token=self.token)
 
     # ------------------------------------------------------------------------------- data
 
@@ -151,22 +176,19 @@ class QuerynodeClient:
         filter: str | None = None,
         output_fields: Sequence[str] | None = None,
         ef: int | None = None,
-    ) -> list[list[Hit]]:
-        body: dict[str, Any] = {
-            "collection": collection,
-            "vectors": [[float(x) for x in v] for v in vectors],
-            "topK": top_k,
-        }
-        optional = {
-            "annsField": anns_field,
-            "partitions": None if partitions is None else list(partitions),
-            "filter": filter,
-            "outputFields": None if output_fields is None else list(output_fields),
-            "ef": ef,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
-        answer = await self._call("POST", "/v1/search", body, token=self.data_token)
-        return cast(list[list[Hit]], answer["results"])
+    ) -> list[list[wire.Hit]]:
+        body = wire.SearchRequest(
+            collection=collection,
+            vectors=[[float(x) for x in v] for v in vectors],
+            top_k=top_k,
+            anns_field=anns_field,
+            partitions=None if partitions is None else tuple(partitions),
+            filter=filter,
+            output_fields=None if output_fields is None else tuple(output_fields),
+            ef=ef,
+        )
+        answer = await self._call("POST", "/v1/search", wire.SearchAnswer, body, token=self.data_token)
+        return answer.results
 
     async def query(
         self,
@@ -176,15 +198,15 @@ class QuerynodeClient:
         limit: int | None = None,
         partitions: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"collection": collection, "filter": filter}
-        if output_fields is not None:
-            body["outputFields"] = list(output_fields)
-        if limit is not None:
-            body["limit"] = limit
-        if partitions is not None:
-            body["partitions"] = list(partitions)
-        answer = await self._call("POST", "/v1/query", body, token=self.data_token)
-        return cast(list[dict[str, Any]], answer["rows"])
+        body = wire.QueryRequest(
+            collection=collection,
+            filter=filter,
+            output_fields=None if output_fields is None else tuple(output_fields),
+            partitions=None if partitions is None else tuple(partitions),
+            limit=wire.DEFAULT_QUERY_LIMIT if limit is None else limit,
+        )
+        answer = await self._call("POST", "/v1/query", wire.RowsAnswer, body, token=self.data_token)
+        return answer.rows
 
     async def get(
         self,
@@ -193,10 +215,11 @@ class QuerynodeClient:
         output_fields: Sequence[str] | None = None,
         partitions: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"collection": collection, "ids": list(ids)}
-        if output_fields is not None:
-            body["outputFields"] = list(output_fields)
-        if partitions is not None:
-            body["partitions"] = list(partitions)
-        answer = await self._call("POST", "/v1/get", body, token=self.data_token)
-        return cast(list[dict[str, Any]], answer["rows"])
+        body = wire.GetRequest(
+            collection=collection,
+            ids=list(ids),
+            output_fields=None if output_fields is None else tuple(output_fields),
+            partitions=None if partitions is None else tuple(partitions),
+        )
+        answer = await self._call("POST", "/v1/get", wire.RowsAnswer, body, token=self.data_token)
+        return answer.rows

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vectorload.wire.address import pod_url
+
 GROUP = "vectorload.io"
 VERSION = "v1alpha1"
 PLURAL = "collectionloads"
-DEFAULT_PORT = 19530
-PORT_ANNOTATION = "vectorload.io/port"
 
 
 class ResolveError(Exception):
@@ -34,28 +34,6 @@ def replicas_from_status(body: Mapping[str, Any]) -> list[Replica]:
         if nodes:
             out.append(Replica(int(item.get("id", len(out))), nodes))
     return out
-
-
-def pod_url(pod: Mapping[str, Any]) -> str | None:
-    """`http://<status.podIP>:<port>`: annotation vectorload.io/port, else the container port
-    named `http`, else 19530. None when the pod has no IP yet."""
-    ip = (pod.get("status") or {}).get("podIP")
-    if not ip:
-        return None
-    port = DEFAULT_PORT
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    named = [
-        p.get("containerPort")
-        for c in (pod.get("spec") or {}).get("containers") or []
-        for p in c.get("ports") or []
-        if p.get("name") == "http" and p.get("containerPort")
-    ]
-    if str(annotations.get(PORT_ANNOTATION, "")).isdigit():
-        port = int(annotations[PORT_ANNOTATION])
-    elif named:
-        port = int(named[0])
-    host = f"[{ip}]" if ":" in str(ip) else ip
-    return f"http://{host}:{port}"
 
 
 def choose_replica(

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from vectorload.client.http import QuerynodeError
-from vectorload.client.types import Hit
+from vectorload.wire.querynode import Hit
 
 # A node holding no segment of the collection (or of the asked partitions) contributes nothing.
 EMPTY_REASONS = frozenset({"CollectionNotLoaded", "PartitionNotLoaded"})
 
 
 def _key(hit: Hit) -> tuple[float, str]:
-    return (float(hit["distance"]), str(hit["id"]))
+    return (hit.distance, str(hit.id))
 
 
 def merge_hits(per_node: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
@@ -25,9 +25,9 @@ def merge_hits(per_node: Sequence[Sequence[Hit]], top_k: int) -> list[Hit]:
     seen: set[Any] = set()
     merged: list[Hit] = []
     for hit in sorted((h for hits in per_node for h in hits), key=_key):
-        if hit["id"] in seen:
+        if hit.id in seen:
             continue
-        seen.add(hit["id"])
+        seen.add(hit.id)
         merged.append(hit)
         if len(merged) == top_k:
             break

@@ -367,6 +367,7 @@ class Release:
     ) -> list[dict[str, Any]]:
         """One query through one replica's querynodes (the `vectorload search` fan-out)."""
         from vectorload.client.cli import fan_out
+        from vectorload.wire.querynode import to_builtins
 
         replicas = self.replica_urls(name)
         if not replicas:
@@ -374,8 +375,9 @@ class Release:
         urls = replicas[replica % len(replicas)]
         collection = str((self.cload(name) or {}).get("spec", {}).get("collection", name))
         options.setdefault("anns_field", ANNS_FIELD)
-        results = asyncio.run(fan_out(urls, None, collection, [vector], top_k, **options))
-        return [dict(hit) for hit in results[0]]
+        # the data API is closed: the control token is accepted there too
+        results = asyncio.run(fan_out(urls, self.token_cached, collection, [vector], top_k, **options))
+        return [dict(to_builtins(hit)) for hit in results[0]]
 
     def search_cli(self, name: str, *args: str) -> tuple[int, str, str]:
         """`vectorload search --collection-load NAME` as a user runs it (a subprocess)."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vectorload.wire.querynode import CollectionCatalog, Distribution, convert, to_builtins
 from vectorload_operator.core import (
     BackoffState,
     LoadTarget,
@@ -37,7 +38,7 @@ SLIM = LoadSpec(frozenset({"id", "v"}), False)
 SIZES = {"id": 100, "v": 600, "s": 300}  # bytes per field of each segment
 ALL_BYTES = sum(SIZES.values())  # 1000
 SLIM_BYTES = SIZES["id"] + SIZES["v"]  # 700
-CATALOG: dict[str, Any] = {
+CATALOG_DOC: dict[str, Any] = {
     "name": "c",
     "schema": {
         "name": "c",
@@ -52,11 +53,13 @@ CATALOG: dict[str, Any] = {
         {
             "name": "_default",
             "segments": [
-                {"id": sid, "rows": 1, "bytes": dict(SIZES), "totalBytes": ALL_BYTES} for sid in ("s0", "s1")
+                {"id": sid, "rows": 1, "bytes": SIZES, "totalBytes": ALL_BYTES, "memoryBytes": SIZES}
+                for sid in ("s0", "s1")
             ],
         }
     ],
 }
+CATALOG = convert(CATALOG_DOC, CollectionCatalog)
 
 
 def _segment(sid: str, spec: LoadSpec, nbytes: int) -> LoadedSegment:
@@ -88,7 +91,6 @@ def node(tmp_path: Path) -> Iterator[QueryNode]:
         data_token=None,
         load_concurrency=1,
         search_workers=1,
-        max_request_bytes=1 << 20,
         default_ef=64,
         load_step_delay=0.0,
     )
@@ -114,7 +116,7 @@ def _slim_target() -> LoadTarget:
 
 def test_parse_distribution_reads_the_reloading_marker(node: QueryNode) -> None:
     data = node.distribution()
-    items = {item["segment"]: item for item in data["segments"]}
+    items = {item["segment"]: item for item in to_builtins(data)["segments"]}
     assert "reloading" in items["s0"] and "reloading" not in items["s1"]  # the shape this test relies on
     state = parse_distribution("qn-0", "http://127.0.0.1:1", data)
     s0 = state.segments[SegmentRef("c", "_default", "s0")]
@@ -136,7 +138,20 @@ def test_planner_does_not_resend_a_reload_nor_charge_its_memory_twice(node: Quer
 
 
 def test_reload_marker_absent_or_null_means_none() -> None:
-    base = {"collection": "c", "partition": "_default", "segment": "s0", "state": "loaded", "fields": ["id"]}
+    base = {
+        "collection": "c",
+        "partition": "_default",
+        "segment": "s0",
+        "state": "loaded",
+        "reason": "",
+        "message": "",
+        "bytes": 100,
+        "rows": 1,
+        "fields": ["id"],
+        "dynamicField": False,
+    }
+    capacity = {"memoryLimitBytes": 1, "usedBytes": 0, "reservedBytes": 0, "threshold": 0.9}
     for extra in ({}, {"reloading": None}):
-        state = parse_distribution("qn-0", None, {"segments": [{**base, **extra}]})
+        body = {"node": "qn-0", "bootId": "b", "capacity": capacity, "segments": [{**base, **extra}]}
+        state = parse_distribution("qn-0", None, convert(body, Distribution))
         assert state.segments[SegmentRef("c", "_default", "s0")].reloading is None

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from vectorload.client import QuerynodeClient, QuerynodeError
-from vectorload.client.types import CollectionCatalog, Distribution, LoadResult
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.schema_json import schema_to_dict
+from vectorload.wire.querynode import CollectionCatalog, Distribution, LoadResult, convert
 from vectorload_operator.catalog import CatalogCache
 from vectorload_operator.clock import Clock
 from vectorload_operator.core import (
@@ -55,7 +55,10 @@ SCHEMA = schema_to_dict(
 
 def _catalog(segments: Sequence[str]) -> dict[str, Any]:
     """`GET /v1/catalog/c`: one partition of 1000-byte segments."""
-    summaries = [{"id": s, "rows": 10, "bytes": {"id": 80, "v": 920}, "totalBytes": 1000} for s in segments]
+    sizes = {"id": 80, "v": 920}
+    summaries = [
+        {"id": s, "rows": 10, "bytes": sizes, "totalBytes": 1000, "memoryBytes": sizes} for s in segments
+    ]
     return {"name": "c", "schema": SCHEMA, "partitions": [{"name": "_default", "segments": summaries}]}
 
 
@@ -80,7 +83,7 @@ class FakeQuerynode(QuerynodeClient):
     async def distribution(self) -> Distribution:
         self.calls["distribution"] += 1
         used = sum(1000 for s in self.segments.values() if s["state"] == "loaded")
-        return copy.deepcopy(
+        return convert(
             {
                 "node": "qn-0",
                 "bootId": "b",
@@ -90,19 +93,20 @@ class FakeQuerynode(QuerynodeClient):
                     "reservedBytes": 0,
                     "threshold": 0.9,
                 },
-                "segments": list(self.segments.values()),
-            }
-        )  # type: ignore[return-value]
+                "segments": copy.deepcopy(list(self.segments.values())),
+            },
+            Distribution,
+        )
 
     async def catalog(self, collection: str) -> CollectionCatalog:
         self.calls["catalog"] += 1
         if collection != "c":
             raise QuerynodeError(404, "CollectionNotFound", collection)
-        return copy.deepcopy(self.catalog_body)  # type: ignore[return-value]
+        return convert(self.catalog_body, CollectionCatalog)
 
     async def load(
         self, collection: str, partition: str, segments: Sequence[str], *args: Any, **kwargs: Any
-    ) -> list[LoadResult]:
+    ) -> tuple[LoadResult, ...]:
         out: list[LoadResult] = []
         for sid in segments:
             self.loads.append(sid)
@@ -118,8 +122,8 @@ class FakeQuerynode(QuerynodeClient):
                 "fields": ["id", "v"],
                 "dynamicField": False,
             }
-            out.append({"segment": sid, "state": "loading", "reason": "", "message": ""})
-        return out
+            out.append(LoadResult(segment=sid, state="loading", reason="", message=""))
+        return tuple(out)
 
     async def release(self, collection: str, segments: Sequence[tuple[str, str]] | None = None) -> int:
         gone = [s for _, s in segments or []]
@@ -172,8 +176,8 @@ async def test_executor_keeps_the_queue_full_up_to_the_bound_and_never_resends_b
 
 async def test_executor_reports_a_refused_load() -> None:
     class Refusing(FakeQuerynode):
-        async def load(self, *args: Any, **kwargs: Any) -> list[LoadResult]:
-            return [{"segment": "s0", "state": "refused", "reason": "InsufficientMemory", "message": "full"}]
+        async def load(self, *args: Any, **kwargs: Any) -> tuple[LoadResult, ...]:
+            return (LoadResult(segment="s0", state="refused", reason="InsufficientMemory", message="full"),)
 
     refusals: list[Refusal] = []
     ex = Executor(lambda url: Refusing(), 16, OperatorMetrics(), refusals.append)

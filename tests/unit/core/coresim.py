@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from vectorload.wire.querynode import CollectionCatalog, convert
 from vectorload_operator.core import (
     BackoffState,
     HeldSegment,
@@ -31,8 +32,15 @@ SCHEMA_FIELDS = [
 
 def catalog(
     name: str, partitions: Mapping[str, Sequence[int]], dynamic: bool = True, prefix: str = "s"
-) -> dict[str, Any]:
+) -> CollectionCatalog:
     """A catalog whose segments weigh the given totals, split over the four fields (+ $meta)."""
+    return convert(catalog_doc(name, partitions, dynamic, prefix), CollectionCatalog)
+
+
+def catalog_doc(
+    name: str, partitions: Mapping[str, Sequence[int]], dynamic: bool = True, prefix: str = "s"
+) -> dict[str, Any]:
+    """The same catalog as the JSON the querynode answers (memoryBytes = file sizes)."""
     parts = []
     for pname, sizes in partitions.items():
         segs = []
@@ -44,7 +52,9 @@ def catalog(
                 b["$meta"] = tenth
             else:
                 b["embedding"] += tenth
-            segs.append({"id": f"{prefix}{pname}{i}", "rows": 10, "bytes": b, "totalBytes": total})
+            segs.append(
+                {"id": f"{prefix}{pname}{i}", "rows": 10, "bytes": b, "totalBytes": total, "memoryBytes": b}
+            )
         parts.append({"name": pname, "segments": segs})
     return {
         "name": name,
@@ -53,7 +63,7 @@ def catalog(
     }
 
 
-def target(key: str, spec: Mapping[str, Any], cat: Mapping[str, Any]) -> LoadTarget:
+def target(key: str, spec: Mapping[str, Any], cat: CollectionCatalog) -> LoadTarget:
     t = build_target(key, spec, cat)
     assert isinstance(t, LoadTarget), t
     return t

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from coresim import catalog
+from coresim import catalog, catalog_doc
 
+from vectorload.wire.querynode import CollectionCatalog, convert
 from vectorload_operator.core import LoadTarget, SpecProblem, build_target
 
 CAT = catalog("book", {"novel": [100, 200], "poem": [50]})
@@ -94,9 +95,24 @@ def test_schema_without_dynamic_field() -> None:
 
 
 def test_memory_bytes_from_the_catalog_are_preferred_over_file_sizes() -> None:
-    cat = catalog("book", {"novel": [100]})
-    seg = cat["partitions"][0]["segments"][0]
+    doc = catalog_doc("book", {"novel": [100]})
+    seg = doc["partitions"][0]["segments"][0]
     seg["memoryBytes"] = {name: n * 3 for name, n in seg["bytes"].items()}
-    t = build_target("ns/a", {"collection": "book"}, cat)
+    t = build_target("ns/a", {"collection": "book"}, convert(doc, CollectionCatalog))
     assert isinstance(t, LoadTarget)
     assert t.segments[0].bytes == 300
+
+
+def test_load_field_rule_is_the_querynodes() -> None:
+    """The operator refuses exactly what the querynode would refuse, with the same message."""
+    from vectorload.storage.load_fields import LoadFieldsError, select_fields
+
+    for fields in (["embedding", "title"], ["book_id", "title"], ["book_id", "embedding", "isbn"]):
+        p = build_target("k", {"collection": "book", "loadFields": fields}, CAT)
+        assert isinstance(p, SpecProblem) and p.reason == "InvalidSpec"
+        try:
+            select_fields(CAT.schema, fields, False)
+        except LoadFieldsError as exc:
+            assert exc.message == p.message
+        else:
+            raise AssertionError(f"{fields} accepted by the shared rule")
