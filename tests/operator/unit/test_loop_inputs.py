@@ -8,6 +8,7 @@ from typing import Any
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.schema_json import schema_to_dict
+from vectorload.wire.querynode import CollectionCatalog, convert
 from vectorload_operator import event_policy, inputs, release
 from vectorload_operator.catalog import CatalogEntry
 from vectorload_operator.clock import Clock
@@ -43,11 +44,27 @@ SCHEMA = schema_to_dict(
         dynamic_field=False,
     )
 )
-CATALOG = {
-    "name": "c",
-    "schema": SCHEMA,
-    "partitions": [{"name": "_default", "segments": [{"id": "s0", "rows": 10, "totalBytes": 1000}]}],
-}
+CATALOG = convert(
+    {
+        "name": "c",
+        "schema": SCHEMA,
+        "partitions": [
+            {
+                "name": "_default",
+                "segments": [
+                    {
+                        "id": "s0",
+                        "rows": 10,
+                        "bytes": {"id": 80, "v": 920},
+                        "totalBytes": 1000,
+                        "memoryBytes": {"id": 80, "v": 920},
+                    }
+                ],
+            }
+        ],
+    },
+    CollectionCatalog,
+)
 GOLD = {"app.kubernetes.io/component": "querynode", "pool": "gold"}
 PLAIN = {"app.kubernetes.io/component": "querynode"}
 WALL = 1.7e9
