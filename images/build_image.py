@@ -273,7 +273,9 @@ class Buildah:
 
     @property
     def runroot(self) -> Path:
-        return Path(tempfile.gettempdir()) / f"vectorload-buildah-{os.getuid()}-{self.driver}"
+        """Run-time state (locks, mount counts): on tmp, one per storage root."""
+        root = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"vectorload-buildah-{os.getuid()}-{root}"
 
     def argv(self, *args: str) -> list[str]:
         return [
@@ -357,10 +359,18 @@ def prune(buildah: Buildah, base: str, log: bool = True) -> int:
     """Remove the layers of superseded builds (each source change leaves a few hundred MB
     behind) and base images of other keys. An image still used by a container (another build
     in progress) is left alone. Returns how many images went."""
+    doomed = prunable(buildah.images(), base, buildah.parent)
     removed = 0
-    for image_id in prunable(buildah.images(), base, buildah.parent):
-        proc = subprocess.run(buildah.argv("rmi", image_id), capture_output=True, check=False)
-        removed += proc.returncode == 0
+    while doomed:  # an image with children cannot go before them: repeat while that helps
+        left = [
+            image_id
+            for image_id in doomed
+            if subprocess.run(buildah.argv("rmi", image_id), capture_output=True, check=False).returncode != 0
+        ]
+        removed += len(doomed) - len(left)
+        if len(left) == len(doomed):
+            break
+        doomed = left
     if removed and log:
         print(f"==> pruned {removed} superseded images from {buildah.root}", flush=True)
     return removed
