@@ -24,6 +24,7 @@ is a build-time mount, never part of a layer.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -302,14 +303,17 @@ class Buildah:
             raise BuildError(f"buildah {' '.join(args[:2])} failed (exit {proc.returncode}){detail}")
         return proc.stdout.strip()
 
-    def image_exists(self, ref: str) -> bool:
+    def image_id(self, ref: str) -> str | None:
+        """The id of the image named ref, None when there is none."""
         proc = subprocess.run(
             self.argv("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref),
             capture_output=True,
             text=True,
             check=False,
         )
-        return proc.returncode == 0
+        if proc.returncode != 0:
+            return None
+        return proc.stdout.strip() or None
 
     def images(self) -> list[StoredImage]:
         """Every image in the storage, the intermediate ones of --layers builds included."""
@@ -415,7 +419,7 @@ def ensure_base_tarball(spec: BaseSpec, cache: Path = CACHE, log: bool = True) -
 def ensure_base_image(spec: BaseSpec, buildah: Buildah, log: bool = True) -> str:
     """The base imported into buildah's storage as spec.image() (from scratch + the tarball)."""
     ref = spec.image()
-    if buildah.image_exists(ref):
+    if buildah.image_id(ref) is not None:
         return ref
     tarball = ensure_base_tarball(spec, buildah.cache, log)
     if log:
@@ -431,6 +435,74 @@ def ensure_base_image(spec: BaseSpec, buildah: Buildah, log: bool = True) -> str
     finally:
         subprocess.run(buildah.argv("rm", container), capture_output=True, check=False)
     return ref
+
+
+def context_files(repo: Path = REPO, ignorefile: Path = IGNOREFILE) -> list[Path]:
+    """The files of the build context that the allow-list ignore file lets through, as relative
+    paths: its `!path` lines include, `**/name` lines exclude by name, and `**` (everything
+    else out) must come first. Any other form is refused rather than guessed at, so this list
+    can never miss a file buildah sends (a missed file would make `build` reuse a stale image)."""
+    included: list[str] = []
+    excluded: list[str] = []
+    lines = [ln.strip() for ln in ignorefile.read_text(encoding="utf-8").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines or lines[0] != "**":
+        raise BuildError(f"{ignorefile.name}: expected an allow-list starting with `**`")
+    for line in lines[1:]:
+        if line.startswith("!") and "*" not in line:
+            included.append(line[1:].rstrip("/"))
+        elif line.startswith("**/") and "/" not in line[3:]:
+            excluded.append(line[3:])
+        else:
+            raise BuildError(f"{ignorefile.name}: unsupported pattern {line!r} (only `!path` and `**/name`)")
+    found: list[Path] = []
+    for entry in included:
+        path = repo / entry
+        candidates = sorted(path.rglob("*")) if path.is_dir() else [path] if path.exists() else []
+        for file in candidates:
+            rel = file.relative_to(repo)
+            if file.is_file() and not any(
+                fnmatch.fnmatch(part, pat) for part in rel.parts for pat in excluded
+            ):
+                found.append(rel)
+    return sorted(set(found))
+
+
+def inputs_key(base: str, repo: Path = REPO) -> str:
+    """What the image is made of: the base image, the Dockerfile, and every context file."""
+    digest = hashlib.sha256(f"{base}\n".encode())
+    for rel in [DOCKERFILE.relative_to(REPO), IGNOREFILE.relative_to(REPO), *context_files(repo)]:
+        digest.update(f"{rel}\n".encode())
+        digest.update(hashlib.sha256((repo / rel).read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Record:
+    """The last build of a tag: its image id and the inputs it was built from."""
+
+    tag: str
+    image_id: str
+    inputs: str
+
+    @staticmethod
+    def path(cache: Path, tag: str) -> Path:
+        return cache / "built" / (hashlib.sha256(tag.encode()).hexdigest()[:16] + ".json")
+
+    @classmethod
+    def load(cls, cache: Path, tag: str) -> Record | None:
+        try:
+            data = json.loads(cls.path(cache, tag).read_text(encoding="utf-8"))
+            return cls(str(data["tag"]), str(data["image_id"]), str(data["inputs"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save(self, cache: Path) -> None:
+        path = self.path(cache, self.tag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(self.__dict__), encoding="utf-8")
+        partial.replace(path)
 
 
 def project_version(repo: Path = REPO) -> str:
@@ -487,6 +559,7 @@ class Built:
     driver: str
     seconds: float
     size: str
+    reused: bool  # the tag already held an image of the same inputs: nothing was built
 
 
 def _bud(argv: list[str], log: bool) -> None:
@@ -505,20 +578,32 @@ def build(
     log: bool = True,
     clock: Callable[[], float] = time.monotonic,
 ) -> Built:
-    """Build the image (every layer cached: re-tag it in seconds); returns its name, size and
-    how long it took. Superseded layers are pruned afterwards."""
+    """Build the image; returns its name, size and how long it took. When the tag holds what
+    the last build made from the same inputs (base, Dockerfile, context files), nothing runs;
+    otherwise buildah reuses every layer whose inputs are unchanged. Superseded layers are
+    pruned afterwards."""
     start = clock()
     require_tools("mmdebstrap", "buildah")
     buildah = Buildah(storage_driver(cache), cache)
     tag = tag or default_tag(repo)
     spec = BaseSpec(mirrors=apt_mirrors(host_apt_sources()), arch=debian_arch())
     base = ensure_base_image(spec, buildah, log)
+    inputs = inputs_key(base, repo)
+    last = Record.load(cache, tag)
+    if last is not None and last.inputs == inputs and buildah.image_id(tag) == last.image_id:
+        if log:
+            print(f"==> {tag} is up to date (inputs {inputs})", flush=True)
+        return Built(tag, base, buildah.driver, clock() - start, buildah.image_size(tag), reused=True)
     if log:
         print(f"==> buildah bud -> {tag} ({buildah.driver} storage, PYTHON_IMAGE={base})", flush=True)
     stage = build_stage_tag(tag)
     _bud(bud_argv(buildah, base, stage, repo, HOST_CA_BUNDLE, target="build"), log)
     _bud(bud_argv(buildah, base, tag, repo, HOST_CA_BUNDLE), log)
-    built = Built(tag, base, buildah.driver, clock() - start, buildah.image_size(tag))
+    image_id = buildah.image_id(tag)
+    if image_id is None:
+        raise BuildError(f"buildah bud succeeded but {tag} is not in {buildah.root}")
+    Record(tag, image_id, inputs).save(cache)
+    built = Built(tag, base, buildah.driver, clock() - start, buildah.image_size(tag), reused=False)
     prune(buildah, base, log)
     return built
 
@@ -542,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = " ".join(Buildah(built.driver).argv()[1:])
     archive = f"docker-archive:vectorload.tar:{built.image.removeprefix('localhost/')}"
     print(
-        f"==> {built.image}: {built.size}, {built.seconds:.0f} s\n"
+        f"==> {built.image}: {built.size}, {built.seconds:.1f} s\n"
         f"    list:   buildah {flags} images\n"
         f"    export: buildah {flags} push {built.image} {archive}"
     )

@@ -183,3 +183,64 @@ def test_missing_tools_are_named(bi: Any, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(bi.BuildError, match=r"mmdebstrap, buildah not installed: apt-get install"):
         bi.require_tools("mmdebstrap", "buildah")
+
+
+def _context(tmp_path: Path, ignore: str) -> tuple[Path, Path]:
+    (tmp_path / "src" / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "mod.py").write_text("x = 1\n")
+    (tmp_path / "src" / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    ignorefile = tmp_path / "Dockerfile.dockerignore"
+    ignorefile.write_text(ignore)
+    return tmp_path, ignorefile
+
+
+def test_context_files_follow_the_allow_list(bi: Any, tmp_path: Path) -> None:
+    repo, ignorefile = _context(
+        tmp_path, "# allow-list\n**\n!pyproject.toml\n!src/\n!missing.txt\n**/__pycache__\n"
+    )
+    assert bi.context_files(repo, ignorefile) == [Path("pyproject.toml"), Path("src/pkg/mod.py")]
+
+
+@pytest.mark.parametrize("ignore", ["!src/\n", "**\n!src/*.py\n", "**\nsrc/\n", "**\n**/a/b\n"])
+def test_context_files_refuse_patterns_they_do_not_understand(bi: Any, tmp_path: Path, ignore: str) -> None:
+    repo, ignorefile = _context(tmp_path, ignore)
+    with pytest.raises(bi.BuildError, match=r"Dockerfile\.dockerignore"):
+        bi.context_files(repo, ignorefile)
+
+
+def test_the_repositorys_context_is_the_product_and_the_locks(bi: Any) -> None:
+    files = {str(f) for f in bi.context_files()}
+    assert {"pyproject.toml", "README.md", "images/requirements.lock", "src/vectorload/cli.py"} <= files
+    assert not {
+        f for f in files if f.startswith(("tests/", ".venv/", "helm/", "bench/")) or "__pycache__" in f
+    }
+
+
+def test_inputs_key_follows_the_context_only(bi: Any, tmp_path: Path) -> None:
+    repo, ignorefile = _context(tmp_path, "**\n!pyproject.toml\n!src/\n**/__pycache__\n")
+    (repo / "images").mkdir()
+    for name in ("Dockerfile", "Dockerfile.dockerignore"):
+        (repo / "images" / name).write_text(ignorefile.read_text())
+
+    def key(base: str = "localhost/base:1") -> str:
+        return str(bi.inputs_key(base, repo))
+
+    first = key()
+    (repo / "tests" / "test_x.py").write_text("changed")
+    (repo / "src" / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"changed")
+    assert key() == first
+    assert key("localhost/base:2") != first
+    (repo / "src" / "pkg" / "mod.py").write_text("x = 2\n")
+    assert key() != first
+
+
+def test_build_record_round_trip(bi: Any, tmp_path: Path) -> None:
+    record = bi.Record("localhost/x:1", "abc", "0123")
+    record.save(tmp_path)
+    assert bi.Record.load(tmp_path, "localhost/x:1") == record
+    assert bi.Record.load(tmp_path, "localhost/y:1") is None
+    bi.Record.path(tmp_path, "localhost/x:1").write_text("{not json")
+    assert bi.Record.load(tmp_path, "localhost/x:1") is None

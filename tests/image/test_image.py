@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from vectorload.procutil import die_with_parent
@@ -135,6 +136,22 @@ def test_version_is_the_projects(container: Container, build_image: ModuleType) 
     assert proc.stdout.strip() == build_image.project_version()
 
 
+def test_every_command_module_imports(container: Container) -> None:
+    """The modules behind the CLI's commands import with the image's dependencies (kopf,
+    kubernetes, hnswlib, numpy, aiohttp, prometheus_client) — `--help` alone imports none."""
+    script = (
+        "import importlib\n"
+        "from vectorload.cli import SUBCOMMANDS\n"
+        "for target, _ in SUBCOMMANDS.values():\n"
+        "    module, _, func = target.partition(':')\n"
+        "    assert callable(getattr(importlib.import_module(module), func)), target\n"
+        "print(len(SUBCOMMANDS))\n"
+    )
+    proc = container.run("python", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) >= len(PRODUCT_COMMANDS)
+
+
 def test_runs_as_the_non_root_user(container: Container, build_image: ModuleType, built: Any) -> None:
     proc = container.run("id", "-u")
     assert proc.returncode == 0, proc.stderr
@@ -167,28 +184,48 @@ def importable(name):
         return False
 print(json.dumps({
     "dists": {d.metadata["Name"]: d.version for d in md.distributions()},
+    "requires": {d.metadata["Name"]: d.requires or [] for d in md.distributions()},
     "files": [str(f) for f in md.distribution("vectorload").files],
     "importable": [m for m in sys.argv[1:] if importable(m)],
 }))
 """
 
 
-def test_only_the_product_and_its_locked_dependencies_are_installed(
-    container: Container, build_image: ModuleType
-) -> None:
+@pytest.fixture(scope="module")
+def installed(container: Container) -> dict[str, Any]:
     proc = container.run("python", "-c", INSPECT, *NOT_IN_IMAGE)
     assert proc.returncode == 0, proc.stderr
-    found = json.loads(proc.stdout)
-    assert found["importable"] == [], f"dev/test modules importable in the image: {found['importable']}"
-    installed = {canonicalize_name(name): version for name, version in found["dists"].items()}
+    found: dict[str, Any] = json.loads(proc.stdout)
+    return found
+
+
+def test_installed_are_the_locked_dependencies_and_the_product(
+    installed: dict[str, Any], build_image: ModuleType
+) -> None:
+    versions = {canonicalize_name(name): version for name, version in installed["dists"].items()}
     lock = (REPO / "images" / "requirements.lock").read_text(encoding="utf-8")
     locked: dict[str, str] = {
         canonicalize_name(name): version.strip()
         for name, _, version in (line.split("#", 1)[0].strip().partition("==") for line in lock.splitlines())
         if name
     }
-    assert installed == {**locked, "vectorload": build_image.project_version()}
-    files = [Path(f) for f in found["files"]]
+    assert versions == {**locked, "vectorload": build_image.project_version()}
+    unmet = []
+    for name, requires in installed["requires"].items():
+        for req in map(Requirement, requires):
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            have = versions.get(canonicalize_name(req.name))
+            if have is None or not req.specifier.contains(have, prereleases=True):
+                unmet.append(f"{name} needs {req}, installed: {have}")
+    assert unmet == [], f"the installed versions do not satisfy each other: {unmet}"
+
+
+def test_no_dev_or_test_module_is_in_the_image(installed: dict[str, Any]) -> None:
+    assert installed["importable"] == [], (
+        f"dev/test modules importable in the image: {installed['importable']}"
+    )
+    files = [Path(f) for f in installed["files"]]
     top_level = {f.parts[0].removesuffix(".py") for f in files if not f.parts[0].endswith(".dist-info")}
     top_level -= {"..", "__pycache__"}  # the console script lands in ../../../bin
     assert top_level == PRODUCT_PACKAGES, top_level
