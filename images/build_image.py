@@ -27,6 +27,7 @@ is a build-time mount, never part of a layer.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -587,6 +588,17 @@ def build(
     pruned afterwards."""
     start = clock()
     require_tools("mmdebstrap", "buildah")
+    cache.mkdir(parents=True, exist_ok=True)
+    # one build at a time per cache: two test runs started together would otherwise import the
+    # base twice and prune each other's layers mid-build; the second finds the first's result
+    with (cache / "build.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(tag, cache, repo, log, clock, start)
+
+
+def _build(
+    tag: str | None, cache: Path, repo: Path, log: bool, clock: Callable[[], float], start: float
+) -> Built:
     buildah = Buildah(storage_driver(cache), cache)
     tag = tag or default_tag(repo)
     spec = BaseSpec(mirrors=apt_mirrors(host_apt_sources()), arch=debian_arch())
