@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv binaries down bench clean
+.PHONY: demo test lint typecheck unit venv binaries down bench clean image
 
 $(STAMP): pyproject.toml
 	@echo "==> Python environment ($(VENV))"
@@ -41,6 +41,10 @@ test: venv binaries lint typecheck
 
 unit: venv
 	@$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+
+# the container image, with buildah from a Debian base made by mmdebstrap (images/build_image.py)
+image:
+	@$(PYTHON) images/build_image.py
 
 bench: venv binaries
 	@$(BIN)/python -m bench
