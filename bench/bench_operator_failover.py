@@ -28,7 +28,7 @@ from bench.operator_common import (
     write_result,
 )
 from vectorload.storage.sample import COLLECTION
-from vectorload_operator.testing import (
+from vectorload_dev.testing.operator_harness import (
     QuerynodePool,
     collection_load,
     condition,

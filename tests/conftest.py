@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vectorload.devcluster.binaries import ensure_built
-from vectorload.devcluster.cli import install_crds
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.binaries import ensure_built
+from vectorload_dev.cluster.cli import install_crds
+from vectorload_dev.cluster.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
 

@@ -4,18 +4,15 @@ this package (`LocalSystem`), the sample collection `book` on disk."""
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.e2e.system import LocalSystem
 from vectorload.storage.sample import write_sample
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.e2e.system import LocalSystem
 
 
 @pytest.fixture(scope="package")

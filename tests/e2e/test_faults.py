@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2elib import PARTITIONS, fault_trials, install, replica_holdings, segments
 
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.e2e.system import LocalSystem, Release, SystemError_, container_pid, wait_for
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_, container_pid, wait_for
+from vectorload_dev.testing.e2e import PARTITIONS, fault_trials, install, replica_holdings, segments
 
 TRIALS = fault_trials()
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120 + 90 * TRIALS)]

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2elib import PARTITIONS, install, replica_holdings, segments
 
 from vectorload.client.http import QuerynodeError
-from vectorload.e2e.system import LocalSystem, Release, wait_for
 from vectorload.storage.sample import SAMPLE_SIZES, sample_queries
+from vectorload_dev.e2e.system import LocalSystem, Release, wait_for
+from vectorload_dev.testing.e2e import PARTITIONS, install, replica_holdings, segments
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 

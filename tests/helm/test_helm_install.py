@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from chartlib import CHART, CI_VALUES, FIXTURES, KUBE_VERSION, Manifest, load_manifests
 
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing.chart import CHART, CI_VALUES, FIXTURES, KUBE_VERSION, Manifest, load_manifests
 
 pytestmark = pytest.mark.cluster
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from vectorload.devcluster.kubelet.ipam import AddressesExhausted, IpAllocator
-from vectorload.devcluster.kubelet.pod import backoff_delay
-from vectorload.devcluster.kubelet.status import ContainerView, PodView, pod_phase, pod_status
+from vectorload_dev.kubelet.ipam import AddressesExhausted, IpAllocator
+from vectorload_dev.kubelet.pod import backoff_delay
+from vectorload_dev.kubelet.status import ContainerView, PodView, pod_phase, pod_status
 
 
 def test_addresses_are_distinct_idempotent_and_start_at_two() -> None:

@@ -1,4 +1,4 @@
-"""`vectorload kubelet` against the real local control plane: the Node and its Lease, pods from
+"""`vectorload-dev kubelet` against the real local control plane: the Node and its Lease, pods from
 Deployments and StatefulSets (kube-controller-manager creates them, the kubelet binds and runs
 them), env and volumes, service-account identity, restarts, deletion and shutdown."""
 
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
 
@@ -61,7 +61,7 @@ def start_kubelet(plane: ControlPlane, workdir: Path, *extra: str, name: str | N
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "vectorload.cli", "kubelet",
+                sys.executable, "-m", "vectorload_dev", "kubelet",
                 "--kubeconfig", str(plane.kubeconfig),
                 "--state-dir", str(state_dir),
                 "--node-name", name,

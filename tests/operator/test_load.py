@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vectorload_operator.testing import OperatorProcess, QuerynodePool, wait_for
+from vectorload_dev.testing.operator_harness import OperatorProcess, QuerynodePool, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -1,6 +1,6 @@
 """Fixtures for querynode tests: sample storage roots and real querynode processes.
 
-`querynode_factory(root, **kwargs)` starts a `QuerynodeProcess` (see vectorload_querynode.testing)
+`querynode_factory(root, **kwargs)` starts a `QuerynodeProcess` (see vectorload_dev.testing.querynode_harness)
 on its own 127.0.0.x address and stops it at the end of the test; the operator tests reuse it.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.sample import write_sample
 from vectorload.storage.writer import CollectionWriter
-from vectorload_querynode.testing import QuerynodeProcess
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess
 
 TOKEN = "querynode-test-token"
 _HOSTS = itertools.cycle(range(20 + os.getpid() % 100, 250))

@@ -12,7 +12,7 @@ import pytest
 from vectorload.client import QuerynodeClient, QuerynodeError
 from vectorload.client.cli import search_main
 from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment, sample_queries
-from vectorload_querynode.testing import QuerynodeProcess, free_port
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess, free_port
 
 from .conftest import TOKEN, QuerynodeFactory, wait_for
 

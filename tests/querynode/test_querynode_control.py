@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from vectorload.storage.reader import FilesystemReader
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess
 from vectorload_querynode.loader import LoadSpec, predicted_bytes
-from vectorload_querynode.testing import QuerynodeProcess
 
 from .conftest import TOKEN, QuerynodeFactory, distribution, segment_states, wait_for
 

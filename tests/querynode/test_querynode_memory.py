@@ -12,9 +12,9 @@ import pytest
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess
 from vectorload_querynode.loader import LoadSpec, predicted_bytes
 from vectorload_querynode.memory import resident_bytes
-from vectorload_querynode.testing import QuerynodeProcess
 
 from .conftest import QuerynodeFactory, distribution, segment_states, wait_for
 

@@ -11,8 +11,8 @@ import numpy.typing as npt
 import pytest
 
 from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment, sample_queries
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess
 from vectorload_querynode.metrics import METRIC_NAMES
-from vectorload_querynode.testing import QuerynodeProcess
 
 from .conftest import METRICS_COLLECTION, METRICS_DIM, QuerynodeFactory, load_all, metrics_data
 

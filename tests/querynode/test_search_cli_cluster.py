@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vectorload.client.cli import search_main
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
 
 from .conftest import QuerynodeFactory, load_all
 

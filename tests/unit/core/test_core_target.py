@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from coresim import catalog
-
+from vectorload_dev.testing.coresim import catalog
 from vectorload_operator.core import LoadTarget, SpecProblem, build_target
 
 CAT = catalog("book", {"novel": [100, 200], "poem": [50]})

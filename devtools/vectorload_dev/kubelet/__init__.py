@@ -1,5 +1,5 @@
 """A process kubelet: runs the pods bound to its Node as local processes (see docs/kubelet.md)."""
 
-from vectorload.devcluster.kubelet.main import main
+from vectorload_dev.kubelet.main import main
 
 __all__ = ["main"]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import aiohttp
 
-from vectorload.devcluster.kubelet.api import ApiClient, ApiError, Json, q
-from vectorload.devcluster.kubelet.ipam import AddressesExhausted, IpAllocator
-from vectorload.devcluster.kubelet.podspec import (
+from vectorload_dev.kubelet.api import ApiClient, ApiError, Json, q
+from vectorload_dev.kubelet.ipam import AddressesExhausted, IpAllocator
+from vectorload_dev.kubelet.podspec import (
     Launch,
     SpecError,
     Volume,
@@ -28,9 +28,9 @@ from vectorload.devcluster.kubelet.podspec import (
     referenced_objects,
     service_account_name,
 )
-from vectorload.devcluster.kubelet.probes import ProbeTarget, probe_loop, probe_settings
-from vectorload.devcluster.kubelet.runner import Process
-from vectorload.devcluster.kubelet.status import (
+from vectorload_dev.kubelet.probes import ProbeTarget, probe_loop, probe_settings
+from vectorload_dev.kubelet.runner import Process
+from vectorload_dev.kubelet.status import (
     HOST_IP,
     ContainerView,
     PodView,
@@ -39,8 +39,8 @@ from vectorload.devcluster.kubelet.status import (
     will_restart,
     without_times,
 )
-from vectorload.devcluster.kubelet.tokens import Token, request_token, write_file, write_service_account_dir
-from vectorload.devcluster.kubelet.volumes import fetch_objects, materialize
+from vectorload_dev.kubelet.tokens import Token, request_token, write_file, write_service_account_dir
+from vectorload_dev.kubelet.volumes import fetch_objects, materialize
 
 log = logging.getLogger("vectorload.kubelet.pod")
 

@@ -1,8 +1,8 @@
-"""`vectorload kubelet` as a background process of a local cluster.
+"""`vectorload-dev kubelet` as a background process of a local cluster.
 
 The kubelet keeps its state in `<cluster state dir>/kubelet/` and records itself in
 `kubelet.pid` there (pid and process start time, so a reused pid is never signalled).
-`vectorload cluster down` calls `stop_background_kubelet()` before it stops the API server, so
+`vectorload-dev cluster down` calls `stop_background_kubelet()` before it stops the API server, so
 `make down` also ends the kubelet and, with it, every pod process."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.procutil import die_with_parent
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.procutil import die_with_parent
 
 PID_FILE = "kubelet.pid"
 KUBELET_DIR = "kubelet"
@@ -74,7 +74,7 @@ def stop_background_kubelet(cluster_state_dir: Path, timeout: float = 30.0) -> b
 
 
 class BackgroundKubelet:
-    """One `vectorload kubelet` process serving `node_name` of `plane`.
+    """One `vectorload-dev kubelet` process serving `node_name` of `plane`.
 
     `detached=True` (the demo) lets it outlive this Python process; otherwise it gets SIGTERM
     when this process dies (a killed test run leaves no kubelet or pod process behind)."""
@@ -120,7 +120,7 @@ class BackgroundKubelet:
         # the kubelet reads its own kubeconfig; containers never inherit the environment
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         cmd = [
-            sys.executable, "-m", "vectorload.cli", "kubelet",
+            sys.executable, "-m", "vectorload_dev", "kubelet",
             "--kubeconfig", str(self.plane.kubeconfig),
             "--state-dir", str(self.state_dir),
             "--node-name", self.node_name,

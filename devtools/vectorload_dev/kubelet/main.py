@@ -1,4 +1,4 @@
-"""`vectorload kubelet`: a kubelet that runs pods as local processes (and binds pending pods to its
+"""`vectorload-dev kubelet`: a kubelet that runs pods as local processes (and binds pending pods to its
 node, because the local control plane has no kube-scheduler)."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from vectorload.devcluster.kubelet.api import ApiClient, Json, default_kubeconfig, load_kubeconfig
-from vectorload.devcluster.kubelet.binder import UNBOUND_SELECTOR, Binder
-from vectorload.devcluster.kubelet.informer import list_watch
-from vectorload.devcluster.kubelet.ipam import IpAllocator
-from vectorload.devcluster.kubelet.node import NodeAgent
-from vectorload.devcluster.kubelet.pod import PodWorker, Services, Settings
-from vectorload.devcluster.kubelet.runner import kill_stale
+from vectorload_dev.kubelet.api import ApiClient, Json, default_kubeconfig, load_kubeconfig
+from vectorload_dev.kubelet.binder import UNBOUND_SELECTOR, Binder
+from vectorload_dev.kubelet.informer import list_watch
+from vectorload_dev.kubelet.ipam import IpAllocator
+from vectorload_dev.kubelet.node import NodeAgent
+from vectorload_dev.kubelet.pod import PodWorker, Services, Settings
+from vectorload_dev.kubelet.runner import kill_stale
 
 log = logging.getLogger("vectorload.kubelet")
 
@@ -38,7 +38,7 @@ def parse_entrypoints(values: list[str] | None) -> tuple[tuple[str, tuple[str, .
     for value in values:
         pattern, sep, command = value.partition("=")
         if not sep or not pattern or not shlex.split(command):
-            raise SystemExit(f"vectorload kubelet: --image-entrypoint wants IMAGE=COMMAND, got {value!r}")
+            raise SystemExit(f"vectorload-dev kubelet: --image-entrypoint wants IMAGE=COMMAND, got {value!r}")
         parsed.append((pattern, tuple(shlex.split(command))))
     return tuple(parsed)
 
@@ -142,7 +142,7 @@ class Kubelet:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vectorload kubelet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vectorload-dev kubelet", description=__doc__)
     parser.add_argument(
         "--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG or ~/.kube/config"
     )
@@ -197,7 +197,7 @@ def _locked(state_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"vectorload kubelet: another kubelet uses {state_dir}") from None
+            raise SystemExit(f"vectorload-dev kubelet: another kubelet uses {state_dir}") from None
         lock.write(str(os.getpid()))
         lock.flush()
         yield

@@ -8,8 +8,8 @@ import base64
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from vectorload.devcluster.kubelet.api import ApiClient, ApiError, Json, q
-from vectorload.devcluster.kubelet.podspec import (
+from vectorload_dev.kubelet.api import ApiClient, ApiError, Json, q
+from vectorload_dev.kubelet.podspec import (
     Objects,
     SpecError,
     TokenFile,
@@ -18,7 +18,7 @@ from vectorload.devcluster.kubelet.podspec import (
     object_files,
     projected_files,
 )
-from vectorload.devcluster.kubelet.tokens import write_file
+from vectorload_dev.kubelet.tokens import write_file
 
 
 async def fetch_objects(

@@ -20,13 +20,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from vectorload.devcluster.binaries import repo_root
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.e2e.kubelet import BackgroundKubelet
+from vectorload_dev.checkout import chart_dir
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.e2e.kubelet import BackgroundKubelet
 
 T = TypeVar("T")
 
-CHART = repo_root() / "helm" / "vectorload"
 GROUP, VERSION, PLURAL = "vectorload.io", "v1alpha1", "collectionloads"
 QUERYNODE_PORT = 19530
 ANNS_FIELD = "book_intro"
@@ -205,7 +204,7 @@ class Release:
     def helm_install(self, *extra: str) -> str:
         self.values_file.write_text(yaml.safe_dump(self.values, sort_keys=False))
         proc = self.plane.helm(
-            "upgrade", "--install", self.name, str(CHART),
+            "upgrade", "--install", self.name, str(chart_dir()),
             "-n", self.namespace, f"--values={self.values_file}", *extra,
         )  # fmt: skip
         return proc.stdout

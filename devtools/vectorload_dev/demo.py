@@ -1,11 +1,11 @@
-"""`vectorload demo` (what `make demo` runs): the whole system on this machine, end to end.
+"""`vectorload-dev demo` (what `make demo` runs): the whole system on this machine, end to end.
 
 local control plane → process kubelet → sample collection `book` → `helm install` of the chart
 (operator + two querynodes as local processes) → `kubectl apply` a CollectionLoad → progress to
 Loaded → a search → release partition `novel` → the querynodes' memory before and after.
 
 Running it again reuses what is running and converges to the same end state. Everything stays
-up afterwards so you can explore with kubectl (`eval $(vectorload cluster env)`); `make down`
+up afterwards so you can explore with kubectl (`eval $(vectorload-dev cluster env)`); `make down`
 stops the kubelet, every pod process and the control plane.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from vectorload.devcluster.binaries import ensure_built
-from vectorload.devcluster.cli import default_state_dir, install_crds
-from vectorload.devcluster.controlplane import ControlPlane, ControlPlaneError
-from vectorload.e2e.system import LocalSystem, Release, SystemError_, wait_for
 from vectorload.progress import ProgressBar
 from vectorload.storage.sample import write_sample
+from vectorload_dev.cluster.binaries import ensure_built
+from vectorload_dev.cluster.cli import default_state_dir, install_crds
+from vectorload_dev.cluster.controlplane import ControlPlane, ControlPlaneError
+from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_, wait_for
 
 NAMESPACE = "vectorload"
 RELEASE = "vectorload"
@@ -46,7 +46,7 @@ def _mib(n: float) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vectorload demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vectorload-dev demo", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=None, help="cluster state directory")
     parser.add_argument("--size", default="small", help="sample size (tiny, small, medium, large)")
     parser.add_argument("--querynodes", type=int, default=2)
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> int:
     try:
         return _run(args, state_dir)
     except (ControlPlaneError, SystemError_) as exc:
-        print(f"\nvectorload demo: {exc}", file=sys.stderr)
+        print(f"\nvectorload-dev demo: {exc}", file=sys.stderr)
         print(f"logs: {state_dir}/logs, {state_dir}/kubelet/logs", file=sys.stderr)
         return 1
 

@@ -12,8 +12,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from vectorload.devcluster.kubelet.podspec import Launch
-from vectorload.procutil import die_with_parent
+from vectorload_dev.kubelet.podspec import Launch
+from vectorload_dev.procutil import die_with_parent
 
 
 def start_time(pid: int) -> int | None:

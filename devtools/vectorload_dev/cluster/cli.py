@@ -1,4 +1,4 @@
-"""`vectorload cluster build | up | down | status | kubeconfig | env`."""
+"""`vectorload-dev cluster build | up | down | status | kubeconfig | env`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from vectorload.devcluster.binaries import BinariesMissing, cache_root, ensure_built
-from vectorload.devcluster.controlplane import ControlPlane, ControlPlaneError
+from vectorload_dev.cluster.binaries import BinariesMissing, cache_root, ensure_built
+from vectorload_dev.cluster.controlplane import ControlPlane, ControlPlaneError
 
 
 def default_state_dir() -> Path:
@@ -17,7 +17,7 @@ def default_state_dir() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vectorload cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vectorload-dev cluster", description=__doc__)
     parser.add_argument(
         "--state-dir", type=Path, default=None, help="where the running cluster keeps its state"
     )
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     try:
         return _dispatch(args, state_dir)
     except (ControlPlaneError, BinariesMissing) as exc:
-        print(f"vectorload cluster: {exc}", file=sys.stderr)
+        print(f"vectorload-dev cluster: {exc}", file=sys.stderr)
         return 1
 
 
@@ -73,9 +73,9 @@ def _dispatch(args: argparse.Namespace, state_dir: Path) -> int:
         if not (state_dir / "state.json").exists():
             print("not running")
             return 0
-        from vectorload.e2e.kubelet import stop_background_kubelet
+        from vectorload_dev.e2e.kubelet import stop_background_kubelet
 
-        if stop_background_kubelet(state_dir):  # `vectorload demo`'s kubelet and its pod processes
+        if stop_background_kubelet(state_dir):  # `vectorload-dev demo`'s kubelet and its pod processes
             print("kubelet stopped")
         ControlPlane.load(state_dir).stop(remove_state=True)
         print("control plane stopped; state removed")
@@ -99,9 +99,9 @@ def _dispatch(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 def install_crds(plane: ControlPlane) -> None:
-    """Apply crds/ and wait until the API server serves them (Established)."""
-    from vectorload.devcluster.binaries import repo_root
+    """Apply the CollectionLoad CRD (the product's packaged copy, what `vectorload crd` prints)
+    and wait until the API server serves it (Established)."""
+    from vectorload.crd import CRD_NAME, crd_yaml
 
-    crd_dir = repo_root() / "crds"
-    plane.kubectl("apply", "--server-side", "-f", str(crd_dir / "collectionload.yaml"))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/collectionloads.vectorload.io")
+    plane.kubectl("apply", "--server-side", "-f", "-", input=crd_yaml())
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 
 import aiohttp
 
-from vectorload.devcluster.kubelet.api import ApiClient, ApiError, Json, q
+from vectorload_dev.kubelet.api import ApiClient, ApiError, Json, q
 
 log = logging.getLogger("vectorload.kubelet.binder")
 

@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from vectorload_dev.checkout import repo_root
+
 K8S_VERSION = "v1.33.13"
 HELM_VERSION = "v3.19.5"
 KUBECTL_MINOR = "1.33"
@@ -25,13 +27,9 @@ def cache_root() -> Path:
     return Path(base) / "vectorload"
 
 
-def repo_root() -> Path:
-    """The source checkout (this package is installed editable from it)."""
-    return Path(__file__).resolve().parents[3]
-
-
 def build_script() -> Path:
-    return Path(os.environ.get("VECTORLOAD_BUILD_SCRIPT", repo_root() / "devcluster" / "build.sh"))
+    explicit = os.environ.get("VECTORLOAD_BUILD_SCRIPT")
+    return Path(explicit) if explicit else repo_root() / "devcluster" / "build.sh"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from vectorload.procutil import die_with_parent
+from vectorload_dev.procutil import die_with_parent
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the end-to-end tests (imported by name: conftest puts this folder on sys.path)."""
+"""Helpers shared by the end-to-end tests (`tests/e2e/`): chart installs, the sample's segments,
+fault trials."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from collections.abc import Generator
 from pathlib import Path
 
-from vectorload.e2e.system import LocalSystem, Release
+from vectorload_dev.e2e.system import LocalSystem, Release
 
 PARTITIONS = ("_default", "novel", "poetry")
 SEGMENTS_PER_PARTITION = 4  # sample size "small"

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
-from vectorload.devcluster.kubelet.api import ApiClient, ApiError, Json
+from vectorload_dev.kubelet.api import ApiClient, ApiError, Json
 
 log = logging.getLogger("vectorload.kubelet.informer")
 

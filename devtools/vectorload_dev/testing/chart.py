@@ -1,5 +1,4 @@
-"""Helpers of the Helm chart tests (imported by the test modules; tests/helm/conftest.py puts this
-directory on sys.path because the suite runs with --import-mode=importlib)."""
+"""Helpers of the Helm chart tests (`tests/helm/`): run helm, render the chart, pick objects."""
 
 from __future__ import annotations
 
@@ -10,13 +9,14 @@ from typing import Any
 
 import yaml
 
-from vectorload.devcluster.binaries import K8S_VERSION
-from vectorload.devcluster.binaries import expected as expected_binaries
+from vectorload_dev.checkout import repo_root
+from vectorload_dev.cluster.binaries import K8S_VERSION
+from vectorload_dev.cluster.binaries import expected as expected_binaries
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = repo_root()
 CHART = REPO / "helm" / "vectorload"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = REPO / "tests" / "helm" / "fixtures"
 # `helm template` has no cluster to ask: render for the control plane's version.
 KUBE_VERSION = K8S_VERSION.lstrip("v")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
-from vectorload.devcluster.kubelet.api import ApiClient, ApiError, Json, q
-from vectorload.devcluster.kubelet.status import HOST_IP, now_micro, now_rfc3339
+from vectorload_dev.kubelet.api import ApiClient, ApiError, Json, q
+from vectorload_dev.kubelet.status import HOST_IP, now_micro, now_rfc3339
 
 log = logging.getLogger("vectorload.kubelet.node")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from vectorload.devcluster.kubelet.podspec import Launch, SpecError
-from vectorload.devcluster.kubelet.runner import run_once
+from vectorload_dev.kubelet.podspec import Launch, SpecError
+from vectorload_dev.kubelet.runner import run_once
 
 Json = dict[str, Any]
 

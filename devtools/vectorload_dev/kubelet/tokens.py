@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from vectorload.devcluster.kubelet.api import ApiClient, Json, q
+from vectorload_dev.kubelet.api import ApiClient, Json, q
 
 DEFAULT_EXPIRATION = 3607  # what the kubelet asks for; the API server may extend bound tokens
 

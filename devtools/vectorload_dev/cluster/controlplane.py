@@ -1,8 +1,8 @@
 """Start and stop a real control plane (etcd, kube-apiserver, kube-controller-manager) on 127.0.0.1.
 
 Everything a run needs lives in one state directory: certificates, the admin token file, etcd's
-data, logs, the kubeconfig and `state.json` (ports and pids), so `vectorload cluster down` can
-find and stop what `vectorload cluster up` started, and removes the directory afterwards.
+data, logs, the kubeconfig and `state.json` (ports and pids), so `vectorload-dev cluster down` can
+find and stop what `vectorload-dev cluster up` started, and removes the directory afterwards.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import IO, Any
 
 import yaml
 
-from vectorload.devcluster import pki as pki_mod
-from vectorload.devcluster.binaries import Binaries, ensure_built
-from vectorload.procutil import die_with_parent
+from vectorload_dev.cluster import pki as pki_mod
+from vectorload_dev.cluster.binaries import Binaries, ensure_built
+from vectorload_dev.procutil import die_with_parent
 
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -1,6 +1,6 @@
 """Run the operator against real pieces, for `tests/operator/` and `bench/bench_operator_*`.
 
-The pieces are the real ones except the kubelet: a local control plane (`vectorload.devcluster`)
+The pieces are the real ones except the kubelet: a local control plane (`vectorload_dev.cluster`)
 with the CollectionLoad CRD, querynode processes on loopback addresses behind Pod objects whose
 status this harness sets (a fake kubelet), and `vectorload operator` as a subprocess.
 
@@ -11,7 +11,7 @@ status this harness sets (a fake kubelet), and `vectorload operator` as a subpro
     pool.wait_state("book", "Loaded")
     op.stop(); pool.stop_all()
 
-Only loopback addresses are used (`vectorload_querynode.testing` refuses any other).
+Only loopback addresses are used (`vectorload_dev.testing.querynode_harness` refuses any other).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.procutil import die_with_parent
 from vectorload.storage.sample import COLLECTION
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.procutil import die_with_parent
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess, free_port
 from vectorload_operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
-from vectorload_querynode.testing import QuerynodeProcess, free_port
 
 __all__ = [
     "FAKE_SCHEDULER",
