@@ -28,19 +28,14 @@ from bench.common import write_result as write_result_file
 from vectorload_dev.cluster.binaries import ensure_built
 from vectorload_dev.cluster.cli import install_crds
 from vectorload_dev.cluster.controlplane import ControlPlane
-from vectorload_dev.testing.operator_harness import (
-    KubeClients,
-    OperatorProcess,
-    QuerynodePool,
-    loopback_hosts,
-    wait_for,
-)
+from vectorload_dev.testing import loopback_hosts, wait_for
+from vectorload_dev.testing.operator_harness import KubeClients, OperatorProcess, QuerynodePool
 from vectorload_operator.settings import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 
 TOKEN = "bench-operator-token"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# loopback addresses of benchmark querynodes (the operator tests use 127.0.20.x - 127.0.249.x)
+# loopback addresses of benchmark querynodes (test runs use 127.2-254.x.y, one slot per run)
 _hosts = loopback_hosts(1)
 
 

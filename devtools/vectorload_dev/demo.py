@@ -25,7 +25,8 @@ from vectorload.storage.sample import write_sample
 from vectorload_dev.cluster.binaries import ensure_built
 from vectorload_dev.cluster.cli import default_state_dir, install_crds
 from vectorload_dev.cluster.controlplane import ControlPlane, ControlPlaneError
-from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_, wait_for
+from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_
+from vectorload_dev.testing.wait import WaitTimeout, wait_for
 
 NAMESPACE = "vectorload"
 RELEASE = "vectorload"
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
     try:
         return _run(args, state_dir)
-    except (ControlPlaneError, SystemError_) as exc:
+    except (ControlPlaneError, SystemError_, WaitTimeout) as exc:
         print(f"\nvectorload-dev demo: {exc}", file=sys.stderr)
         print(f"logs: {state_dir}/logs, {state_dir}/kubelet/logs", file=sys.stderr)
         return 1

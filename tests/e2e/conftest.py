@@ -13,6 +13,7 @@ import pytest
 from vectorload.storage.sample import write_sample
 from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.e2e.system import LocalSystem
+from vectorload_dev.testing import pod_network
 
 
 @pytest.fixture(scope="package")
@@ -21,11 +22,13 @@ def local_system(
 ) -> Iterator[LocalSystem]:
     # package scope: the kubelet binds every default-scheduler pod, so it must not outlive
     # this package (tests/helm expects its pods to stay Pending)
+    node_name = f"e2e-{uuid.uuid4().hex[:6]}"
     system = LocalSystem(
         crd_installed,
         tmp_path_factory.mktemp("e2e"),
-        node_name=f"e2e-{uuid.uuid4().hex[:6]}",
+        node_name=node_name,
         kubelet_args=("--delete-node-on-exit",),
+        pod_network=pod_network(node_name),  # this run's own addresses: a second run never meets them
     )
     system.start()
     try:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from vectorload_dev.cluster.controlplane import ControlPlane
-from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_, container_pid, wait_for
+from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_, container_pid
+from vectorload_dev.testing import WaitTimeout, wait_for
 from vectorload_dev.testing.e2e import PARTITIONS, fault_trials, install, replica_holdings, segments
 
 TRIALS = fault_trials()
@@ -204,7 +205,7 @@ def test_node_out_of_capacity_until_capacity_is_added(local_system: LocalSystem,
             for pod in rel.querynodes():
                 assert restarts(pod) == 0
             survived += 1
-    except SystemError_ as exc:
+    except (SystemError_, WaitTimeout) as exc:
         raise AssertionError(f"{exc}\nstatus: {json.dumps(rel.status('book'))[:2000]}") from None
     finally:
         gen.close()

@@ -11,10 +11,15 @@ import numpy.typing as npt
 import pytest
 
 from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment, sample_queries
-from vectorload_dev.testing.querynode_harness import QuerynodeProcess
+from vectorload_dev.testing.querynode_harness import (
+    METRICS_COLLECTION,
+    METRICS_DIM,
+    QuerynodeFactory,
+    QuerynodeProcess,
+    load_all,
+    metrics_data,
+)
 from vectorload_querynode.metrics import METRIC_NAMES
-
-from .conftest import METRICS_COLLECTION, METRICS_DIM, QuerynodeFactory, load_all, metrics_data
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = SAMPLE_SIZES["small"]

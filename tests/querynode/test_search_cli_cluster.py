@@ -10,8 +10,7 @@ import pytest
 
 from vectorload.client.cli import search_main
 from vectorload_dev.cluster.controlplane import ControlPlane
-
-from .conftest import QuerynodeFactory, load_all
+from vectorload_dev.testing.querynode_harness import QuerynodeFactory, load_all
 
 pytestmark = pytest.mark.cluster
 

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -28,6 +27,7 @@ import yaml
 
 from vectorload_dev.cluster import pki as pki_mod
 from vectorload_dev.cluster.binaries import Binaries, ensure_built
+from vectorload_dev.loopback import free_port
 from vectorload_dev.procutil import die_with_parent
 
 SERVICE_CIDR = "10.0.0.0/24"
@@ -37,13 +37,6 @@ ADMIN_USER = "vectorload-admin"
 
 class ControlPlaneError(RuntimeError):
     pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -13,11 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.kubelet.ipam import DEFAULT_POD_NETWORK
 from vectorload_dev.procutil import die_with_parent
+from vectorload_dev.testing.wait import WaitTimeout, wait_for
 
 PID_FILE = "kubelet.pid"
 KUBELET_DIR = "kubelet"
@@ -54,10 +55,9 @@ def _recorded(state_dir: Path) -> int | None:
 def _terminate(pid: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _start_time(pid) is not None:
-        time.sleep(0.1)
-    if _start_time(pid) is not None:
+    try:
+        wait_for(f"kubelet {pid} to exit", lambda: _start_time(pid) is None, timeout)
+    except WaitTimeout:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -87,14 +87,22 @@ class BackgroundKubelet:
         *,
         extra_args: tuple[str, ...] = (),
         detached: bool = False,
+        pod_network: str | None = None,
     ) -> None:
         self.plane = plane
         self.state_dir = state_dir
         self.node_name = node_name
         self.extra_args = extra_args
         self.detached = detached
+        self.pod_network = pod_network
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
+
+    @property
+    def pod_prefix(self) -> str:
+        """What every pod IP of this kubelet starts with: `127.x.y.` of its pod network."""
+        network = self.pod_network or DEFAULT_POD_NETWORK
+        return network.rsplit(".", 1)[0] + "."
 
     @property
     def log(self) -> Path:
@@ -128,6 +136,7 @@ class BackgroundKubelet:
             "--backoff-base", "0.5",
             "--backoff-max", "5",
             "--max-grace-period", "10",
+            *(("--pod-network", self.pod_network) if self.pod_network else ()),
             *self.extra_args,
         ]  # fmt: skip
         with self.log.open("ab") as out:
@@ -152,17 +161,22 @@ class BackgroundKubelet:
         return True
 
     def wait_node_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise KubeletError(f"kubelet exited ({self.proc.returncode}):\n{self.log_tail()}")
-            status, body = self.plane.get(f"/api/v1/nodes/{self.node_name}")
-            if status == 200:
-                conditions = json.loads(body).get("status", {}).get("conditions") or []
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                    return
-            time.sleep(0.2)
-        raise KubeletError(f"node {self.node_name} not Ready in {timeout} s:\n{self.log_tail()}")
+        wait_for(
+            f"node {self.node_name} Ready",
+            self._node_ready,
+            timeout,
+            interval=0.2,
+            details=lambda: f"kubelet log:\n{self.log_tail()}",
+        )
+
+    def _node_ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise KubeletError(f"kubelet exited ({self.proc.returncode}):\n{self.log_tail()}")
+        status, body = self.plane.get(f"/api/v1/nodes/{self.node_name}")
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is not None:

@@ -10,21 +10,18 @@ import json
 import os
 import signal
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from vectorload_dev.checkout import chart_dir
 from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.e2e.kubelet import BackgroundKubelet
-
-T = TypeVar("T")
+from vectorload_dev.testing.wait import wait_for
 
 GROUP, VERSION, PLURAL = "vectorload.io", "v1alpha1", "collectionloads"
 QUERYNODE_PORT = 19530
@@ -33,17 +30,6 @@ ANNS_FIELD = "book_intro"
 
 class SystemError_(RuntimeError):
     """The local system did not reach the state asked for (with what it last saw)."""
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise SystemError_(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -79,7 +65,7 @@ def local_values(
     querynode_args: tuple[str, ...] = (),
     operator_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Chart values for running on the process kubelet: pods bind their own 127.0.0.N pod IP,
+    """Chart values for running on the process kubelet: pods bind their own pod IP (127.x.y.N),
     storage is a hostPath holding a local storage root, small resources, fast probes."""
     node_selector = {"kubernetes.io/hostname": node_name}
     return {
@@ -132,12 +118,20 @@ class LocalSystem:
         node_name: str = "local-process-node",
         detached: bool = False,
         kubelet_args: tuple[str, ...] = (),
+        pod_network: str | None = None,
     ) -> None:
+        """`pod_network`: the kubelet's pod IPs (a /24 of 127.0.0.0/8; default its own
+        127.0.0.0/24). Tests pass their run's (`vectorload_dev.loopback.pod_network`)."""
         self.plane = plane
         self.workdir = workdir
         self.node_name = node_name
         self.kubelet = BackgroundKubelet(
-            plane, workdir / "kubelet", node_name, extra_args=kubelet_args, detached=detached
+            plane,
+            workdir / "kubelet",
+            node_name,
+            extra_args=kubelet_args,
+            detached=detached,
+            pod_network=pod_network,
         )
 
     def start(self) -> bool:
@@ -336,10 +330,13 @@ class Release:
             current = status.get("observedGeneration") == obj["metadata"]["generation"]
             return obj if current and status.get("loadState") == state else None
 
-        try:
-            return wait_for(f"{self.namespace}/{name} loadState {state}", check, timeout)
-        except SystemError_ as exc:
-            raise SystemError_(f"{exc}; last status: {json.dumps(self.status(name))[:1500]}") from None
+        return wait_for(
+            f"{self.namespace}/{name} loadState {state}",
+            check,
+            timeout,
+            interval=0.2,
+            details=lambda: f"last status: {json.dumps(self.status(name))[:1500]}",
+        )
 
     def wait_gone(self, name: str, timeout: float = 60) -> None:
         wait_for(f"{self.namespace}/{name} deleted", lambda: self.cload(name) is None, timeout)

@@ -1,6 +1,9 @@
-"""Pod IPs on the loopback network: 127.0.0.N, one per pod, never shared while a pod holds it.
+"""Pod IPs on the loopback network: one per pod, never shared while a pod holds it.
 
 Linux routes all of 127.0.0.0/8 to `lo`, so every address here can be bound without any setup.
+A kubelet hands out .2-.254 of its pod network, a /24 of 127.0.0.0/8 (`--pod-network`, default
+127.0.0.0/24, whose .1 is the node's own address): two kubelets on one machine with different
+pod networks never give two pods the same address, which is how two test runs stay apart.
 Allocation is round-robin from the last address handed out, so a released address is reused
 as late as possible (sockets of the old pod may still linger in TIME_WAIT).
 """
@@ -9,9 +12,23 @@ from __future__ import annotations
 
 import ipaddress
 
+DEFAULT_POD_NETWORK = "127.0.0.0/24"
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
 
 class AddressesExhausted(RuntimeError):
     pass
+
+
+def parse_pod_network(text: str) -> ipaddress.IPv4Network:
+    """A pod network: an IPv4 /24 inside 127.0.0.0/8 (ValueError naming what is wrong)."""
+    try:
+        network = ipaddress.IPv4Network(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"pod network {text!r} is not an IPv4 network like 127.5.1.0/24 ({exc})") from None
+    if network.prefixlen != 24 or not network.subnet_of(LOOPBACK):
+        raise ValueError(f"pod network {text!r} must be a /24 inside 127.0.0.0/8, e.g. 127.5.1.0/24")
+    return network
 
 
 class IpAllocator:
@@ -24,6 +41,16 @@ class IpAllocator:
         self._next = first
         self._by_owner: dict[str, str] = {}
         self._owner_of: dict[str, str] = {}
+
+    @classmethod
+    def for_network(cls, network: str) -> IpAllocator:
+        """Hands out .2-.254 of `network` (a /24 of 127.0.0.0/8, see `parse_pod_network`)."""
+        base = str(parse_pod_network(network).network_address)
+        return cls(prefix=base.rsplit(".", 1)[0] + ".")
+
+    @property
+    def network(self) -> str:
+        return f"{self._prefix}0/24"
 
     def _address(self, host: int) -> str:
         return f"{self._prefix}{host}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from vectorload_dev.kubelet.api import ApiClient, Json, default_kubeconfig, load_kubeconfig
 from vectorload_dev.kubelet.binder import UNBOUND_SELECTOR, Binder
 from vectorload_dev.kubelet.informer import list_watch
-from vectorload_dev.kubelet.ipam import IpAllocator
+from vectorload_dev.kubelet.ipam import DEFAULT_POD_NETWORK, IpAllocator, parse_pod_network
 from vectorload_dev.kubelet.node import NodeAgent
 from vectorload_dev.kubelet.pod import PodWorker, Services, Settings
 from vectorload_dev.kubelet.runner import kill_stale
@@ -54,11 +54,13 @@ class Kubelet:
         bind: bool,
         scheduler_names: list[str],
         delete_node_on_exit: bool,
+        pod_network: str = DEFAULT_POD_NETWORK,
     ) -> None:
         self.api = api
         self.settings = settings
         self.node = NodeAgent(api, settings.node_name, settings.state_dir, max_pods)
-        self.services = Services(api, settings, IpAllocator(), self.node.allocatable)
+        ipam = IpAllocator.for_network(pod_network)
+        self.services = Services(api, settings, ipam, self.node.allocatable)
         self.heartbeat = heartbeat
         self.bind = bind
         self.scheduler_names = scheduler_names
@@ -141,6 +143,13 @@ class Kubelet:
             del self.workers[worker.uid]
 
 
+def _pod_network(text: str) -> str:
+    try:
+        return str(parse_pod_network(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vectorload-dev kubelet", description=__doc__)
     parser.add_argument(
@@ -154,6 +163,13 @@ def _parser() -> argparse.ArgumentParser:
         help="pod directories, logs, claims, process records (default: ~/.cache/vectorload/kubelet/<node>)",
     )
     parser.add_argument("--max-pods", type=int, default=110)
+    parser.add_argument(
+        "--pod-network",
+        type=_pod_network,
+        default=DEFAULT_POD_NETWORK,
+        help="pod IPs are .2-.254 of this /24 of 127.0.0.0/8; kubelets on one machine need different "
+        f"ones (default: {DEFAULT_POD_NETWORK})",
+    )
     parser.add_argument(
         "--heartbeat-interval", type=float, default=10.0, help="lease and Ready renewal, seconds"
     )
@@ -225,6 +241,7 @@ async def _amain(args: argparse.Namespace, state_dir: Path) -> int:
         bind=not args.no_bind,
         scheduler_names=args.scheduler_name or ["default-scheduler", OWN_SCHEDULER],
         delete_node_on_exit=args.delete_node_on_exit,
+        pod_network=args.pod_network,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

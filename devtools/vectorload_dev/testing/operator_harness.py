@@ -11,30 +11,33 @@ status this harness sets (a fake kubelet), and `vectorload operator` as a subpro
     pool.wait_state("book", "Loaded")
     op.stop(); pool.stop_all()
 
-Only loopback addresses are used (`vectorload_dev.testing.querynode_harness` refuses any other).
+Only loopback addresses are used (`vectorload_dev.testing.querynode_harness` refuses any other),
+and only this test run's own (`vectorload_dev.loopback`): querynodes on 127.N.20-249.x, the
+operator's metrics and health servers on 127.N.0.1.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from vectorload.storage.sample import COLLECTION
 from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.loopback import free_port, run_slot
 from vectorload_dev.procutil import die_with_parent
-from vectorload_dev.testing.querynode_harness import QuerynodeProcess, free_port
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess
+from vectorload_dev.testing.wait import wait_for
 from vectorload_operator.settings import CRD_GROUP, CRD_KIND, CRD_PLURAL, CRD_VERSION
 
 __all__ = [
@@ -44,47 +47,34 @@ __all__ = [
     "KubeClients",
     "OperatorProcess",
     "QuerynodePool",
+    "api_not_found",
     "collection_load",
     "condition",
     "is_loaded",
     "loaded_segments",
-    "loopback_hosts",
-    "wait_for",
 ]
 
 TEST_TOKEN = "operator-test-token"  # noqa: S105 (a throwaway token of local test querynodes)
 QUERYNODE_LABELS = {"app.kubernetes.io/component": "querynode"}
 # no kubelet or scheduler binds pods of this scheduler name: the test plays their kubelet
 FAKE_SCHEDULER = "vectorload-test-fake-kubelet"
-T = TypeVar("T")
+
+_hosts_lock = threading.Lock()
+_pool_hosts: Iterator[str] | None = None
 
 
-def loopback_hosts(second_octet: int, third_from: int = 1) -> Iterator[str]:
-    """Distinct loopback addresses `127.<second_octet>.<third>.<fourth>` (one per querynode), so
-    that querynodes of several users of this module on one machine never collide."""
-    for third, fourth in itertools.product(range(third_from, 250), range(2, 250)):
-        yield f"127.{second_octet}.{third}.{fourth}"
+def _next_pool_host() -> str:
+    """The next querynode address of this run's operator pools (127.N.20.2 upward)."""
+    global _pool_hosts
+    with _hosts_lock:
+        if _pool_hosts is None:
+            _pool_hosts = run_slot().pool_hosts()
+        return next(_pool_hosts)
 
 
-_test_hosts = loopback_hosts(0, third_from=20)  # the default: 127.0.20.2 - 127.0.249.249
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Call `fn` until it returns something truthy and return that; an API 404 counts as not
-    yet. Raises `TimeoutError` naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+def api_not_found(exc: Exception) -> bool:
+    """For `wait_for(not_yet=...)`: an API 404 means the object is not there yet."""
+    return isinstance(exc, ApiException) and exc.status == 404
 
 
 @dataclass(frozen=True)
@@ -150,8 +140,9 @@ class OperatorProcess:
         self.log_path = workdir / "operator.log"
         self.token_file = workdir / "operator-token"
         self.token_file.write_text(token)
-        self.metrics_port = free_port()
-        self.health_port = free_port()
+        self.host = run_slot().host  # this run's own address: another run's ports never clash
+        self.metrics_port = free_port(self.host)
+        self.health_port = free_port(self.host)
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -161,7 +152,7 @@ class OperatorProcess:
             sys.executable, "-m", "vectorload.cli", "operator", "--all-namespaces",
             "--token-file", str(self.token_file),
             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-            "--bind-address", "127.0.0.1",
+            "--bind-address", self.host,
             *self.extra_args,
         ]  # fmt: skip
 
@@ -190,7 +181,7 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"operator exited ({self.proc.returncode}); log:\n{self.log_tail()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{self.health_port}/healthz", timeout=1) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
@@ -207,7 +198,7 @@ class OperatorProcess:
             self.proc.wait(5)
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{self.host}:{self.metrics_port}/metrics", timeout=2) as r:
             return str(r.read().decode())
 
     def log_tail(self, lines: int = 80) -> str:
@@ -235,7 +226,7 @@ class QuerynodePool:
         self.root = root
         self.workdir = workdir
         self.token = token
-        self._hosts = hosts if hosts is not None else _test_hosts
+        self._hosts = hosts  # None: this run's pool addresses
         kube = kube or KubeClients.of(plane)
         self.core = kube.core
         self.custom = kube.custom
@@ -264,7 +255,8 @@ class QuerynodePool:
         extra_args: list[str] | None = None,
     ) -> QuerynodeProcess:
         """Start a querynode and create its Pod (Running, Ready, port `http` = the process's)."""
-        qn = self._process(name, next(self._hosts), memory_limit, None, extra_args)
+        host = next(self._hosts) if self._hosts is not None else _next_pool_host()
+        qn = self._process(name, host, memory_limit, None, extra_args)
         self.nodes[name] = qn
         pod = {
             "apiVersion": "v1",
@@ -405,7 +397,7 @@ class QuerynodePool:
             ok = st.get("loadState") == state and st.get("observedGeneration") == generation
             return st if ok else None
 
-        return wait_for(f"{self.ns}/{name} loadState {state}", check, timeout)
+        return wait_for(f"{self.ns}/{name} loadState {state}", check, timeout, not_yet=api_not_found)
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
         """(type, reason, message) of events about CollectionLoad `name`, oldest first."""

@@ -1,41 +1,56 @@
-"""Run real querynode processes from tests (used by tests/querynode and the operator's tests).
+"""Run real querynode processes from tests (tests/querynode, the operator harness, benchmarks).
 
-    with QuerynodeProcess(root, host="127.0.0.2", token="t", memory_limit="1Gi") as qn:
-        qn.url            # http://127.0.0.2:<free port>
+    with QuerynodeProcess(root, host=next_host(), token="t", memory_limit="1Gi") as qn:
+        qn.url            # http://127.N.10.2:<free port>
         qn.pid            # for /proc/<pid>/status
         qn.request("POST", "/v1/segments/load", {...})  # -> (status, json body)
 
-Only loopback addresses (127.0.0.0/8) are accepted.
+Only loopback addresses (127.0.0.0/8) are accepted; `next_host()` hands out this test run's own
+(`vectorload_dev.loopback`). Also here: the querynode tests' helpers (the `metrics` collection,
+distribution views, load-everything-and-wait).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
+from vectorload.storage.api import CollectionSchema, FieldSchema
+from vectorload.storage.writer import CollectionWriter
+from vectorload_dev.loopback import free_port, run_slot
 from vectorload_dev.procutil import die_with_parent
+from vectorload_dev.testing.wait import wait_for
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+TOKEN = "querynode-test-token"  # noqa: S105 (a throwaway token of local test querynodes)
+
+_hosts_lock = threading.Lock()
+_hosts: Iterator[str] | None = None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def next_host() -> str:
+    """A distinct loopback address per querynode in this test run's slot (127.N.10-19.x), so that
+    tests, and two test runs, never share an address:port."""
+    global _hosts
+    with _hosts_lock:
+        if _hosts is None:
+            _hosts = itertools.cycle(run_slot().querynode_hosts())
+        return next(_hosts)
 
 
 class QuerynodeProcess:
@@ -121,18 +136,15 @@ class QuerynodeProcess:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"querynode exited with code {self.proc.returncode} (log: {self.log_path})"
-                )
-            with contextlib.suppress(OSError):
-                status, _ = self.request("GET", "/readyz", timeout=2.0)
-                if status == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"querynode at {self.url} not ready after {timeout}s")
+        wait_for(f"querynode at {self.url} ready", self._ready, timeout)
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"querynode exited with code {self.proc.returncode} (log: {self.log_path})")
+        with contextlib.suppress(OSError):
+            status, _ = self.request("GET", "/readyz", timeout=2.0)
+            return status == 200
+        return False
 
     def request(
         self,
@@ -189,3 +201,98 @@ class QuerynodeProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+QuerynodeFactory = Callable[..., QuerynodeProcess]
+
+METRICS_COLLECTION = "metrics"
+METRICS_DIM = 24
+
+
+def metrics_schema() -> CollectionSchema:
+    return CollectionSchema(
+        name=METRICS_COLLECTION,
+        fields=(
+            FieldSchema("pk", "int64", is_primary=True),
+            FieldSchema("group", "int64"),
+            FieldSchema("v_l2", "float_vector", dim=METRICS_DIM, metric="l2"),
+            FieldSchema("v_ip", "float_vector", dim=METRICS_DIM, metric="ip"),
+            FieldSchema("v_cos", "float_vector", dim=METRICS_DIM, metric="cosine"),
+        ),
+        dynamic_field=False,
+    )
+
+
+def metrics_data(segment: int, rows: int = 700) -> dict[str, Any]:
+    rng = np.random.default_rng([7, segment])
+    vectors = {
+        name: rng.standard_normal((rows, METRICS_DIM)).astype(np.float32)
+        for name in ("v_l2", "v_ip", "v_cos")
+    }
+    vectors["v_ip"] /= np.linalg.norm(vectors["v_ip"], axis=1, keepdims=True)  # ip on unit vectors
+    first = segment * rows
+    return {
+        "vectors": vectors,
+        "pks": np.arange(first, first + rows, dtype=np.int64),
+        "scalars": {"group": (np.arange(first, first + rows) % 10).astype(np.int64)},
+    }
+
+
+def write_metrics_collection(root: Path) -> None:
+    writer = CollectionWriter(root)
+    writer.create_collection(metrics_schema())
+    for segment in range(2):
+        data = metrics_data(segment)
+        writer.write_segment(
+            METRICS_COLLECTION,
+            "_default",
+            f"seg-{segment}",
+            data["vectors"],
+            data["pks"],
+            data["scalars"],
+            None,
+            M=16,
+            ef_construction=100,
+            num_threads=1,
+        )
+
+
+def distribution(qn: QuerynodeProcess) -> dict[str, Any]:
+    status, body = qn.request("GET", "/v1/distribution")
+    assert status == 200, body
+    return dict(body)
+
+
+def segment_states(qn: QuerynodeProcess) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(s["collection"], s["partition"], s["segment"]): s for s in distribution(qn)["segments"]}
+
+
+def load_all(qn: QuerynodeProcess, root: Path, collection: str, **body: Any) -> list[dict[str, Any]]:
+    """Load every segment of every partition and wait until all are loaded."""
+    status, catalog = qn.request("GET", f"/v1/catalog/{collection}")
+    assert status == 200, catalog
+    results = []
+    expected = 0
+    for partition in catalog["partitions"]:
+        ids = [s["id"] for s in partition["segments"]]
+        expected += len(ids)
+        status, answer = qn.request(
+            "POST",
+            "/v1/segments/load",
+            {"collection": collection, "partition": partition["name"], "segments": ids, **body},
+        )
+        assert status == 200, answer
+        results += answer["results"]
+    wait_for(
+        f"{expected} segments of {collection} loaded on {qn.node_name}",
+        lambda: (
+            sum(
+                1
+                for s in distribution(qn)["segments"]
+                if s["collection"] == collection and s["state"] == "loaded"
+            )
+            == expected
+        ),
+        interval=0.05,
+    )
+    return results
