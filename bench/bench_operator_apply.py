@@ -24,7 +24,8 @@ from bench.operator_common import (
     write_result,
 )
 from vectorload.storage.sample import COLLECTION
-from vectorload_operator.testing import QuerynodePool, collection_load, is_loaded, loaded_segments, wait_for
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.operator_harness import QuerynodePool, collection_load, is_loaded, loaded_segments
 
 
 def direct_load_seconds(pool: QuerynodePool, placement: dict[str, list[tuple[str, str]]]) -> float:

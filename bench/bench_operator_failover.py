@@ -28,13 +28,13 @@ from bench.operator_common import (
     write_result,
 )
 from vectorload.storage.sample import COLLECTION
-from vectorload_operator.testing import (
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.operator_harness import (
     QuerynodePool,
     collection_load,
     condition,
     is_loaded,
     loaded_segments,
-    wait_for,
 )
 
 MODES = ("unreachable", "notready")

@@ -31,8 +31,9 @@ from bench.operator_common import (
 from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, FieldSchema
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.operator_harness import QuerynodePool, is_loaded
 from vectorload_operator.settings import CRD_GROUP, CRD_PLURAL
-from vectorload_operator.testing import QuerynodePool, is_loaded, wait_for
 
 Requests = dict[tuple[str, str, str, str], float]
 

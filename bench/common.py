@@ -18,8 +18,8 @@ from vectorload.storage.api import CollectionSchema, SegmentManifest
 from vectorload.storage.hnsw import space_for
 from vectorload.storage.reader import FilesystemReader, segment_file_rel_path
 from vectorload.storage.sample import COLLECTION, SAMPLE_SIZES, SampleSpec, write_sample
+from vectorload_dev.testing.querynode_harness import QuerynodeProcess
 from vectorload_querynode.memory import total_ram
-from vectorload_querynode.testing import QuerynodeProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CACHE = Path(

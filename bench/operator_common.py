@@ -1,5 +1,5 @@
 """Shared plumbing of the operator benchmarks: the harness of `tests/operator/`
-(`vectorload_operator.testing`: querynode processes on 127.1.x.y behind Pod objects whose status
+(`vectorload_dev.testing.operator_harness`: querynode processes on 127.1.x.y behind Pod objects whose status
 the benchmark sets, `vectorload operator` as a subprocess) on a fresh local control plane (etcd +
 kube-apiserver + kube-controller-manager) with the CollectionLoad CRD, plus what every operator
 benchmark does around it: common flags, setup and teardown, CPU/RSS readings, a watch that
@@ -25,16 +25,17 @@ from kubernetes.client.exceptions import ApiException
 
 from bench.common import DEFAULT_CACHE, ensure_sample, proc_status, segments, vector_fields, warm_page_cache
 from bench.common import write_result as write_result_file
-from vectorload.devcluster.binaries import ensure_built
-from vectorload.devcluster.cli import install_crds
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.binaries import ensure_built
+from vectorload_dev.cluster.cli import install_crds
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing import loopback_hosts, wait_for
+from vectorload_dev.testing.operator_harness import KubeClients, OperatorProcess, QuerynodePool
 from vectorload_operator.settings import CRD_GROUP, CRD_PLURAL, CRD_VERSION
-from vectorload_operator.testing import KubeClients, OperatorProcess, QuerynodePool, loopback_hosts, wait_for
 
 TOKEN = "bench-operator-token"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# loopback addresses of benchmark querynodes (the operator tests use 127.0.20.x - 127.0.249.x)
+# loopback addresses of benchmark querynodes (test runs use 127.2-254.x.y, one slot per run)
 _hosts = loopback_hosts(1)
 
 

@@ -1,35 +1,36 @@
 """The `vectorload` console entry point: a thin dispatcher to each component's own CLI.
 
 Each subcommand lives in the module that owns it; the module is imported only when the
-subcommand runs, so `vectorload cluster up` never pays for importing hnswlib or kopf.
+subcommand runs, so `vectorload crd` never pays for importing hnswlib or kopf.
+
+Only what users run in production is here. The development tools (local control plane, process
+kubelet, demo) are the separate `vectorload-dev` command of the `vectorload_dev` package, which
+reuses `dispatch()`.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 # subcommand -> ("module:function", one-line help). The function takes argv (list[str]) -> int.
+Subcommands = Mapping[str, tuple[str, str]]
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "cluster": (
-        "vectorload.devcluster.cli:main",
-        "local control plane: build | up | down | status | kubeconfig",
-    ),
-    "querynode": ("vectorload_querynode.cli:main", "run a querynode (hnswlib data plane, HTTP API)"),
     "operator": ("vectorload_operator.cli:main", "run the operator (kopf)"),
+    "querynode": ("vectorload_querynode.cli:main", "run a querynode (hnswlib data plane, HTTP API)"),
     "ingest": ("vectorload.storage.cli:ingest_main", "ingest .npy vectors + JSONL rows into a collection"),
     "sample": ("vectorload.storage.cli:sample_main", "write the deterministic sample collection `book`"),
     "search": ("vectorload.client.cli:search_main", "search a loaded CollectionLoad through its querynodes"),
-    "kubelet": ("vectorload.devcluster.kubelet:main", "process kubelet: run pods as local processes"),
-    "demo": ("vectorload.demo:main", "the whole system on this machine, end to end"),
+    "crd": ("vectorload.crd:main", "print the CollectionLoad CRD (`vectorload crd | kubectl apply -f -`)"),
 }
 
 
-def _usage() -> str:
-    width = max(len(name) for name in SUBCOMMANDS)
-    lines = ["usage: vectorload <command> [options]", "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+def usage(prog: str, subcommands: Subcommands) -> str:
+    width = max(len(name) for name in subcommands)
+    lines = [f"usage: {prog} <command> [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in subcommands.items()]
     return "\n".join(lines)
 
 
@@ -40,21 +41,26 @@ def _resolve(target: str) -> Callable[[list[str]], int]:
     return func
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def dispatch(prog: str, subcommands: Subcommands, version: str, argv: Sequence[str] | None = None) -> int:
+    """Run `prog <command> [args]`: help, `--version`, or the command's own `main(args)`."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
-        print(_usage())
+        print(usage(prog, subcommands))
         return 0
     if args[0] == "--version":
-        from vectorload import __version__
-
-        print(__version__)
+        print(version)
         return 0
     command, rest = args[0], args[1:]
-    if command not in SUBCOMMANDS:
-        print(f"vectorload: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+    if command not in subcommands:
+        print(f"{prog}: unknown command {command!r}\n\n{usage(prog, subcommands)}", file=sys.stderr)
         return 2
-    return _resolve(SUBCOMMANDS[command][0])(rest)
+    return _resolve(subcommands[command][0])(rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vectorload import __version__
+
+    return dispatch("vectorload", SUBCOMMANDS, __version__, argv)
 
 
 if __name__ == "__main__":

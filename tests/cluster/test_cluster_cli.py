@@ -1,4 +1,4 @@
-"""`vectorload cluster up | status | kubeconfig | down` as a user runs it: a second control plane,
+"""`vectorload-dev cluster up | status | kubeconfig | down` as a user runs it: a second control plane,
 started by the CLI, that leaves no process and no directory behind."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.cluster
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vectorload.cli", "cluster", *args],
+        [sys.executable, "-m", "vectorload_dev", "cluster", *args],
         env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 

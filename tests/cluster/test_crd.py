@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
 
@@ -56,6 +57,17 @@ def test_crd_is_established_with_names(crd_installed: ControlPlane) -> None:
     # the short name and the category both resolve through discovery
     assert crd_installed.kubectl("get", "cload", "-A").returncode == 0
     assert crd_installed.kubectl("get", "vectorload", "-A").returncode == 0
+
+
+def test_vectorload_crd_output_is_what_kubectl_applies(crd_installed: ControlPlane) -> None:
+    """`vectorload crd | kubectl apply --server-side -f -`: the packaged CRD, no checkout needed."""
+    command = [sys.executable, "-m", "vectorload.cli", "crd"]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+    assert printed.stdout == (REPO / "crds" / "collectionload.yaml").read_text()
+    applied = crd_installed.kubectl("apply", "--server-side", "-f", "-", input=printed.stdout)
+    assert applied.stdout.strip() == (
+        "customresourcedefinition.apiextensions.k8s.io/collectionloads.vectorload.io serverside-applied"
+    )
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])

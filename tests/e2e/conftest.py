@@ -4,18 +4,16 @@ this package (`LocalSystem`), the sample collection `book` on disk."""
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.e2e.system import LocalSystem
 from vectorload.storage.sample import write_sample
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.e2e.system import LocalSystem
+from vectorload_dev.testing import pod_network
 
 
 @pytest.fixture(scope="package")
@@ -24,11 +22,13 @@ def local_system(
 ) -> Iterator[LocalSystem]:
     # package scope: the kubelet binds every default-scheduler pod, so it must not outlive
     # this package (tests/helm expects its pods to stay Pending)
+    node_name = f"e2e-{uuid.uuid4().hex[:6]}"
     system = LocalSystem(
         crd_installed,
         tmp_path_factory.mktemp("e2e"),
-        node_name=f"e2e-{uuid.uuid4().hex[:6]}",
+        node_name=node_name,
         kubelet_args=("--delete-node-on-exit",),
+        pod_network=pod_network(node_name),  # this run's own addresses: a second run never meets them
     )
     system.start()
     try:

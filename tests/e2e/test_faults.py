@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2elib import PARTITIONS, fault_trials, install, replica_holdings, segments
 
-from vectorload.devcluster.controlplane import ControlPlane
-from vectorload.e2e.system import LocalSystem, Release, SystemError_, container_pid, wait_for
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.e2e.system import LocalSystem, Release, SystemError_, container_pid
+from vectorload_dev.testing import WaitTimeout, wait_for
+from vectorload_dev.testing.e2e import PARTITIONS, fault_trials, install, replica_holdings, segments
 
 TRIALS = fault_trials()
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120 + 90 * TRIALS)]
@@ -204,7 +205,7 @@ def test_node_out_of_capacity_until_capacity_is_added(local_system: LocalSystem,
             for pod in rel.querynodes():
                 assert restarts(pod) == 0
             survived += 1
-    except SystemError_ as exc:
+    except (SystemError_, WaitTimeout) as exc:
         raise AssertionError(f"{exc}\nstatus: {json.dumps(rel.status('book'))[:2000]}") from None
     finally:
         gen.close()

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2elib import PARTITIONS, install, replica_holdings, segments
 
 from vectorload.client.http import QuerynodeError
-from vectorload.e2e.system import LocalSystem, Release, wait_for
 from vectorload.storage.sample import SAMPLE_SIZES, sample_queries
+from vectorload_dev.e2e.system import LocalSystem, Release
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.e2e import PARTITIONS, install, replica_holdings, segments
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -42,7 +43,7 @@ def rel(release: Release) -> Iterator[Release]:
 
 
 def test_helm_install_runs_the_system_as_processes(rel: Release) -> None:
-    """kube-controller-manager made the pods, the kubelet runs them on their own 127.0.0.N,
+    """kube-controller-manager made the pods, the kubelet runs them on their own pod IP (this run's),
     the querynodes answer on their pod IP and the operator uses its own ServiceAccount."""
     qns = rel.querynodes()
     assert [p["metadata"]["name"] for p in qns] == [f"{rel.querynode_sts}-0", f"{rel.querynode_sts}-1"]
@@ -50,7 +51,8 @@ def test_helm_install_runs_the_system_as_processes(rel: Release) -> None:
     operator = rel.operator_pod()
     assert operator is not None
     ips.add(operator["status"]["podIP"])
-    assert len(ips) == 3 and all(ip.startswith("127.0.0.") and ip != "127.0.0.1" for ip in ips)
+    prefix = rel.system.kubelet.pod_prefix  # 127.N.x.: this test run's pod network
+    assert len(ips) == 3 and all(ip.startswith(prefix) and ip != "127.0.0.1" for ip in ips)
     owner = operator["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "ReplicaSet", "the Deployment controller created the operator pod"
     for pod in qns:

@@ -7,16 +7,13 @@ Template-level tests need only the helm binary (built by `devcluster/build.sh`);
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from chartlib import Manifest, Render, helm_path, load_manifests, run_helm, template_args
+from vectorload_dev.testing.chart import Manifest, Render, helm_path, load_manifests, run_helm, template_args
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import (
+
+from vectorload_dev.testing.chart import (
     CHART,
     CI_VALUES,
     KUBE_VERSION,

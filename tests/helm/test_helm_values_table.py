@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import CHART, REPO
+
+from vectorload_dev.testing.chart import CHART, REPO
 
 
 @pytest.fixture(scope="module")

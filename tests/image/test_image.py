@@ -34,8 +34,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from vectorload.procutil import die_with_parent
 from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment
+from vectorload_dev.procutil import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_UID = 10001

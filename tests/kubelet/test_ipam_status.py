@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from vectorload.devcluster.kubelet.ipam import AddressesExhausted, IpAllocator
-from vectorload.devcluster.kubelet.pod import backoff_delay
-from vectorload.devcluster.kubelet.status import ContainerView, PodView, pod_phase, pod_status
+from vectorload_dev.kubelet.ipam import AddressesExhausted, IpAllocator
+from vectorload_dev.kubelet.pod import backoff_delay
+from vectorload_dev.kubelet.status import ContainerView, PodView, pod_phase, pod_status
 
 
 def test_addresses_are_distinct_idempotent_and_start_at_two() -> None:
@@ -45,6 +47,42 @@ def test_preferred_address_is_used_only_when_free_and_in_range() -> None:
     assert ipam.allocate("c", preferred="10.0.0.1").startswith("127.0.0.")
     assert ipam.allocate("d", preferred="127.0.0.1") != "127.0.0.1"  # the host's address is not a pod's
     assert ipam.allocate("e", preferred="127.0.0.255") != "127.0.0.255"
+
+
+def test_a_pod_network_gives_addresses_only_inside_it() -> None:
+    ipam = IpAllocator.for_network("127.5.3.0/24")
+    assert ipam.network == "127.5.3.0/24"
+    assert [ipam.allocate(o) for o in "ab"] == ["127.5.3.2", "127.5.3.3"]
+    assert ipam.allocate("c", preferred="127.0.0.9") == "127.5.3.4"  # another network's address
+    assert ipam.allocate("d", preferred="127.5.3.200") == "127.5.3.200"
+    assert not ipam.in_range("127.5.4.2") and not ipam.in_range("127.5.3.1")
+    assert IpAllocator.for_network("127.0.0.0/24").allocate("x") == IpAllocator().allocate("x")
+
+
+@pytest.mark.parametrize(
+    ("network", "problem"),
+    [
+        ("10.1.2.0/24", "must be a /24 inside 127.0.0.0/8"),
+        ("127.5.0.0/16", "must be a /24 inside 127.0.0.0/8"),
+        ("127.5.3.7/24", "is not an IPv4 network"),  # host bits set
+        ("loopback", "is not an IPv4 network"),
+    ],
+)
+def test_a_bad_pod_network_is_refused_naming_it(network: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as caught:
+        IpAllocator.for_network(network)
+    assert repr(network) in str(caught.value)
+
+
+def test_the_kubelet_refuses_a_bad_pod_network_at_once() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vectorload_dev", "kubelet", "--pod-network", "10.0.0.0/24"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "argument --pod-network: pod network '10.0.0.0/24' must be a /24 inside 127.0.0.0/8" in proc.stderr
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

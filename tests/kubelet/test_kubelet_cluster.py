@@ -1,4 +1,4 @@
-"""`vectorload kubelet` against the real local control plane: the Node and its Lease, pods from
+"""`vectorload-dev kubelet` against the real local control plane: the Node and its Lease, pods from
 Deployments and StatefulSets (kube-controller-manager creates them, the kubelet binds and runs
 them), env and volumes, service-account identity, restarts, deletion and shutdown."""
 
@@ -11,21 +11,19 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from vectorload.devcluster.controlplane import ControlPlane
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing import pod_network, wait_for
 
 pytestmark = pytest.mark.cluster
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -35,6 +33,11 @@ class Kubelet:
     scheduler: str
     state_dir: Path
     log: Path
+    pod_network: str  # this run's: a second test run's kubelets never hand out these addresses
+
+    @property
+    def pod_prefix(self) -> str:
+        return self.pod_network.rsplit(".", 1)[0] + "."
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -51,9 +54,11 @@ class Kubelet:
 
 
 def start_kubelet(plane: ControlPlane, workdir: Path, *extra: str, name: str | None = None) -> Kubelet:
-    """A kubelet with its own node name, scheduler name (it binds only pods that ask for it) and
-    state directory (reused when `name` is given again)."""
+    """A kubelet with its own node name, scheduler name (it binds only pods that ask for it),
+    state directory and pod network in this run's loopback slot (both reused when `name` is
+    given again)."""
     name = name or f"kl-{uuid.uuid4().hex[:8]}"
+    network = pod_network(name)
     state_dir = workdir / name
     state_dir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
@@ -61,7 +66,7 @@ def start_kubelet(plane: ControlPlane, workdir: Path, *extra: str, name: str | N
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "vectorload.cli", "kubelet",
+                sys.executable, "-m", "vectorload_dev", "kubelet",
                 "--kubeconfig", str(plane.kubeconfig),
                 "--state-dir", str(state_dir),
                 "--node-name", name,
@@ -70,13 +75,14 @@ def start_kubelet(plane: ControlPlane, workdir: Path, *extra: str, name: str | N
                 "--backoff-base", "0.5",
                 "--backoff-max", "4",
                 "--max-grace-period", "10",
+                "--pod-network", network,
                 *extra,
             ],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
-    kubelet = Kubelet(proc, name, name, state_dir, log)
+    kubelet = Kubelet(proc, name, name, state_dir, log, network)
     try:
-        wait_for(lambda: node_ready(plane, name), 30, f"node {name} Ready", kubelet)
+        wait_for(f"node {name} Ready", lambda: node_ready(plane, name), 30, details=kubelet.log_tail)
     except BaseException:
         kubelet.stop()
         raise
@@ -149,18 +155,6 @@ def processes_with_env(marker: str) -> list[int]:
     return found
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, kubelet: Kubelet | None = None) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            tail = f"\nkubelet log:\n{kubelet.log_tail()}" if kubelet is not None else ""
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}{tail}")
-        time.sleep(0.25)
-
-
 @pytest.fixture(scope="module")
 def kubelet(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubelet]:
     running = start_kubelet(control_plane, tmp_path_factory.mktemp("kubelet"), "--delete-node-on-exit")
@@ -197,7 +191,7 @@ def test_node_is_ready_and_its_lease_renewed(control_plane: ControlPlane, kubele
         current = get(control_plane, f"/api/v1/nodes/{kubelet.node}")
         return current is not None and not current["spec"].get("taints")
 
-    wait_for(untainted, 10, "no taints on the node", kubelet)
+    wait_for("no taints on the node", untainted, 10, details=kubelet.log_tail)
     lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{kubelet.node}"
     lease = get(control_plane, lease_path)
     assert lease is not None and lease["spec"]["holderIdentity"] == kubelet.node
@@ -207,7 +201,7 @@ def test_node_is_ready_and_its_lease_renewed(control_plane: ControlPlane, kubele
         again = get(control_plane, lease_path)
         return again is not None and again["spec"]["renewTime"] != first
 
-    wait_for(renewed, 10, "the lease to be renewed", kubelet)
+    wait_for("the lease to be renewed", renewed, 10, details=kubelet.log_tail)
 
 
 def test_deployment_pod_serves_on_its_ip_and_restarts_after_kill(
@@ -242,10 +236,12 @@ def test_deployment_pod_serves_on_its_ip_and_restarts_after_kill(
                 - {{name: http, containerPort: 8080}}
         """,
     )
-    (web,) = wait_for(lambda: ready_pods(control_plane, namespace, "app=web", 1), 30, "web Ready", kubelet)
+    (web,) = wait_for(
+        "web Ready", lambda: ready_pods(control_plane, namespace, "app=web", 1), 30, details=kubelet.log_tail
+    )
     assert web["spec"]["nodeName"] == kubelet.node
     ip = web["status"]["podIP"]
-    assert ip.startswith("127.0.0.") and ip != "127.0.0.1"
+    assert ip.startswith(kubelet.pod_prefix) and ip != "127.0.0.1"
     assert web["status"]["podIPs"] == [{"ip": ip}] and web["status"]["hostIP"] == "127.0.0.1"
     assert "Directory listing" in _http(ip)
     assert condition(web, "ContainersReady") == "True" and condition(web, "PodScheduled") == "True"
@@ -264,7 +260,7 @@ def test_deployment_pod_serves_on_its_ip_and_restarts_after_kill(
         p = pod(control_plane, namespace, name)
         return p if p and _status(p)["restartCount"] == 1 and condition(p, "Ready") == "True" else None
 
-    again = wait_for(restarted, 30, "web restarted and Ready", kubelet)
+    again = wait_for("web restarted and Ready", restarted, 30, details=kubelet.log_tail)
     assert container_pid(again) != old_pid and alive(container_pid(again))
     last = _status(again)["lastState"]["terminated"]
     assert last["exitCode"] == 137 and last["signal"] == 9 and last["reason"] == "Error"
@@ -320,7 +316,10 @@ def test_statefulset_pods_get_distinct_ips_claims_persist_and_deleted_pods_come_
         """,
     )
     both = wait_for(
-        lambda: ready_pods(control_plane, namespace, "app=db", 2), 40, "db-0 and db-1 Ready", kubelet
+        "db-0 and db-1 Ready",
+        lambda: ready_pods(control_plane, namespace, "app=db", 2),
+        40,
+        details=kubelet.log_tail,
     )
     ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in both}
     assert len(set(ips.values())) == 2
@@ -332,14 +331,14 @@ def test_statefulset_pods_get_distinct_ips_claims_persist_and_deleted_pods_come_
     old = next(p for p in both if p["metadata"]["name"] == "db-0")
     old_pid = container_pid(old)
     control_plane.kubectl("-n", namespace, "delete", "pod", "db-0", "--wait=false")
-    wait_for(lambda: not alive(old_pid), 15, "the deleted pod's process to exit", kubelet)
+    wait_for("the deleted pod's process to exit", lambda: not alive(old_pid), 15, details=kubelet.log_tail)
 
     def recreated() -> dict[str, Any] | None:
         p = pod(control_plane, namespace, "db-0")
         fresh = p and p["metadata"]["uid"] != old["metadata"]["uid"] and condition(p, "Ready") == "True"
         return p if fresh else None
 
-    new = wait_for(recreated, 30, "db-0 recreated and Ready", kubelet)
+    new = wait_for("db-0 recreated and Ready", recreated, 30, details=kubelet.log_tail)
     assert _http(new["status"]["podIP"], "/boots") == "db-0\ndb-0\n"  # the claim survived the pod
 
 
@@ -462,7 +461,7 @@ def test_env_volumes_init_containers_and_service_account_identity(
         p = pod(control_plane, namespace, "probe-me")
         return p if p and p["status"].get("phase") in ("Succeeded", "Failed") else None
 
-    done = wait_for(finished, 40, "probe-me to finish", kubelet)
+    done = wait_for("probe-me to finish", finished, 40, details=kubelet.log_tail)
     uid = done["metadata"]["uid"]
     logs = kubelet.state_dir / "logs" / f"{namespace}_probe-me_{uid}"
     assert done["status"]["phase"] == "Succeeded", (
@@ -472,7 +471,7 @@ def test_env_volumes_init_containers_and_service_account_identity(
     assert condition(done, "Initialized") == "True"
     init = done["status"]["initContainerStatuses"][0]["state"]["terminated"]
     assert init["exitCode"] == 0 and init["reason"] == "Completed"
-    assert done["status"]["podIP"].startswith("127.0.0.")
+    assert done["status"]["podIP"].startswith(kubelet.pod_prefix)
 
     assert (logs / "whoami.log").read_text().strip() == f"system:serviceaccount:{namespace}:robot"
 
@@ -572,7 +571,7 @@ def test_restart_policies_back_off_and_liveness(
         waiting = statuses[0]["state"].get("waiting", {}) if statuses else {}
         return p if waiting.get("reason") == "CrashLoopBackOff" and statuses[0]["restartCount"] >= 2 else None
 
-    crash = wait_for(crash_looping, 30, "crash in CrashLoopBackOff", kubelet)
+    crash = wait_for("crash in CrashLoopBackOff", crash_looping, 30, details=kubelet.log_tail)
     assert crash["status"]["phase"] == "Running"
     assert _status(crash)["lastState"]["terminated"]["exitCode"] == 3
 
@@ -580,7 +579,7 @@ def test_restart_policies_back_off_and_liveness(
         p = pod(control_plane, namespace, "fail-once")
         return p if p and p["status"].get("phase") == "Failed" else None
 
-    fail = wait_for(failed, 20, "fail-once Failed", kubelet)
+    fail = wait_for("fail-once Failed", failed, 20, details=kubelet.log_tail)
     terminated = _status(fail)["state"]["terminated"]
     assert (
         terminated["exitCode"] == 3 and terminated["reason"] == "Error" and _status(fail)["restartCount"] == 0
@@ -591,7 +590,9 @@ def test_restart_policies_back_off_and_liveness(
         statuses = (p or {}).get("status", {}).get("containerStatuses") or []
         return p if statuses and statuses[0]["restartCount"] >= 1 else None
 
-    unhealthy = wait_for(restarted_by_liveness, 30, "unhealthy restarted by its liveness probe", kubelet)
+    unhealthy = wait_for(
+        "unhealthy restarted by its liveness probe", restarted_by_liveness, 30, details=kubelet.log_tail
+    )
     assert _status(unhealthy)["lastState"]["terminated"]["exitCode"] == 143  # SIGTERM
 
 
@@ -621,8 +622,18 @@ def test_shutdown_stops_every_process_and_marks_the_node_not_ready(
                 env: [{{name: {marker}, value: "1"}}]
             """,
         )
-        wait_for(lambda: ready_pods(control_plane, namespace, "app=family", 1), 30, "family Ready", own)
-        wait_for(lambda: len(processes_with_env(marker)) >= 3, 10, "parent, child and sibling", own)
+        wait_for(
+            "family Ready",
+            lambda: ready_pods(control_plane, namespace, "app=family", 1),
+            30,
+            details=own.log_tail,
+        )
+        wait_for(
+            "parent, child and sibling",
+            lambda: len(processes_with_env(marker)) >= 3,
+            10,
+            details=own.log_tail,
+        )
     finally:
         code = own.stop()
     assert code == 0, own.log_tail()
@@ -663,13 +674,21 @@ def test_a_killed_kubelet_leaves_no_processes_and_a_new_one_runs_the_pod_again(
     )
     try:
         p = wait_for(
-            lambda: ready_pods(control_plane, namespace, "app=survivor", 1), 30, "survivor Ready", first
+            "survivor Ready",
+            lambda: ready_pods(control_plane, namespace, "app=survivor", 1),
+            30,
+            details=first.log_tail,
         )
         old_pid = container_pid(p[0])
-        wait_for(lambda: len(processes_with_env(marker)) == 2, 10, "the container and its child", first)
+        wait_for(
+            "the container and its child",
+            lambda: len(processes_with_env(marker)) == 2,
+            10,
+            details=first.log_tail,
+        )
         first.proc.kill()  # SIGKILL: no cleanup at all; PR_SET_PDEATHSIG takes the container with it
         first.proc.wait()
-        wait_for(lambda: not alive(old_pid), 5, "the container to die with its kubelet")
+        wait_for("the container to die with its kubelet", lambda: not alive(old_pid), 5)
         (grandchild,) = processes_with_env(marker)  # its child lives on, in the container's process group
         assert os.getpgid(grandchild) == old_pid
     finally:
@@ -685,9 +704,14 @@ def test_a_killed_kubelet_leaves_no_processes_and_a_new_one_runs_the_pod_again(
             pid = container_pid(current)
             return pid if pid != old_pid and alive(pid) else None
 
-        new_pid = wait_for(rerun, 30, "survivor running again under the new kubelet", again)
+        new_pid = wait_for("survivor running again under the new kubelet", rerun, 30, details=again.log_tail)
         assert not alive(grandchild)  # killed by the new kubelet from its process records
-        wait_for(lambda: len(processes_with_env(marker)) == 2, 10, "the new container and its child", again)
+        wait_for(
+            "the new container and its child",
+            lambda: len(processes_with_env(marker)) == 2,
+            10,
+            details=again.log_tail,
+        )
         assert {os.getpgid(pid) for pid in processes_with_env(marker)} == {new_pid}
         assert p[0]["status"]["podIP"] == pod(control_plane, namespace, "survivor")["status"]["podIP"]  # type: ignore[index]
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vectorload.devcluster.kubelet.podspec import (
+from vectorload_dev.kubelet.podspec import (
     SERVICE_ACCOUNT_PATH,
     SpecError,
     TokenFile,

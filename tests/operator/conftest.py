@@ -1,4 +1,4 @@
-"""Fixtures for the operator's cluster tests (harness: `vectorload_operator.testing`)."""
+"""Fixtures for the operator's cluster tests (harness: `vectorload_dev.testing.operator_harness`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vectorload.devcluster.controlplane import ControlPlane
 from vectorload.storage.sample import write_sample
-from vectorload_operator.testing import OperatorProcess, QuerynodePool
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing.operator_harness import OperatorProcess, QuerynodePool
 
 # short intervals: a test sees a change within a fraction of a second
 TEST_OPERATOR_ARGS = [

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from vectorload_operator.testing import OperatorProcess, QuerynodePool, wait_for
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.operator_harness import OperatorProcess, QuerynodePool
 
 pytestmark = pytest.mark.cluster
 

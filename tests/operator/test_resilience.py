@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from vectorload.devcluster.controlplane import ControlPlane
 from vectorload.storage.sample import SAMPLE_SIZES, generate_segment, resolve_spec
 from vectorload.storage.writer import CollectionWriter
-from vectorload_operator.testing import OperatorProcess, QuerynodePool, wait_for
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.operator_harness import OperatorProcess, QuerynodePool
 
 pytestmark = pytest.mark.cluster
 ALL = 9  # tiny sample: 3 partitions x 3 segments

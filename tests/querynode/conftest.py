@@ -1,37 +1,27 @@
 """Fixtures for querynode tests: sample storage roots and real querynode processes.
 
-`querynode_factory(root, **kwargs)` starts a `QuerynodeProcess` (see vectorload_querynode.testing)
-on its own 127.0.0.x address and stops it at the end of the test; the operator tests reuse it.
+`querynode_factory(root, **kwargs)` starts a `QuerynodeProcess` on its own address of this test
+run's slot and stops it at the end of the test. The helpers (the `metrics` collection, views of
+/v1/distribution, `load_all`) live in `vectorload_dev.testing.querynode_harness`.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.sample import write_sample
-from vectorload.storage.writer import CollectionWriter
-from vectorload_querynode.testing import QuerynodeProcess
-
-TOKEN = "querynode-test-token"
-DATA_TOKEN = "querynode-test-data-token"  # the data API is closed by default: nodes get a data token
-_HOSTS = itertools.cycle(range(20 + os.getpid() % 100, 250))
-
-
-def next_host() -> str:
-    """A distinct loopback address per querynode, so tests never share an address:port."""
-    return f"127.0.0.{next(_HOSTS)}"
-
-
-QuerynodeFactory = Callable[..., QuerynodeProcess]
+from vectorload_dev.testing.querynode_harness import (
+    DATA_TOKEN,
+    TOKEN,
+    QuerynodeFactory,
+    QuerynodeProcess,
+    next_host,
+    write_metrics_collection,
+)
 
 
 def _start_factory(tmp_dir: Path) -> tuple[QuerynodeFactory, list[QuerynodeProcess]]:
@@ -79,103 +69,3 @@ def small_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_sample(root, size="small", seed=0, num_threads=1, segment_rows=850)  # 4 segments per partition
     write_metrics_collection(root)
     return root
-
-
-METRICS_COLLECTION = "metrics"
-METRICS_DIM = 24
-
-
-def metrics_schema() -> CollectionSchema:
-    return CollectionSchema(
-        name=METRICS_COLLECTION,
-        fields=(
-            FieldSchema("pk", "int64", is_primary=True),
-            FieldSchema("group", "int64"),
-            FieldSchema("v_l2", "float_vector", dim=METRICS_DIM, metric="l2"),
-            FieldSchema("v_ip", "float_vector", dim=METRICS_DIM, metric="ip"),
-            FieldSchema("v_cos", "float_vector", dim=METRICS_DIM, metric="cosine"),
-        ),
-        dynamic_field=False,
-    )
-
-
-def metrics_data(segment: int, rows: int = 700) -> dict[str, Any]:
-    rng = np.random.default_rng([7, segment])
-    vectors = {
-        name: rng.standard_normal((rows, METRICS_DIM)).astype(np.float32)
-        for name in ("v_l2", "v_ip", "v_cos")
-    }
-    vectors["v_ip"] /= np.linalg.norm(vectors["v_ip"], axis=1, keepdims=True)  # ip on unit vectors
-    first = segment * rows
-    return {
-        "vectors": vectors,
-        "pks": np.arange(first, first + rows, dtype=np.int64),
-        "scalars": {"group": (np.arange(first, first + rows) % 10).astype(np.int64)},
-    }
-
-
-def write_metrics_collection(root: Path) -> None:
-    writer = CollectionWriter(root)
-    writer.create_collection(metrics_schema())
-    for segment in range(2):
-        data = metrics_data(segment)
-        writer.write_segment(
-            METRICS_COLLECTION,
-            "_default",
-            f"seg-{segment}",
-            data["vectors"],
-            data["pks"],
-            data["scalars"],
-            None,
-            M=16,
-            ef_construction=100,
-            num_threads=1,
-        )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-def distribution(qn: QuerynodeProcess) -> dict[str, Any]:
-    status, body = qn.request("GET", "/v1/distribution")
-    assert status == 200, body
-    return dict(body)
-
-
-def segment_states(qn: QuerynodeProcess) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(s["collection"], s["partition"], s["segment"]): s for s in distribution(qn)["segments"]}
-
-
-def load_all(qn: QuerynodeProcess, root: Path, collection: str, **body: Any) -> list[dict[str, Any]]:
-    """Load every segment of every partition and wait until all are loaded."""
-    status, catalog = qn.request("GET", f"/v1/catalog/{collection}")
-    assert status == 200, catalog
-    results = []
-    expected = 0
-    for partition in catalog["partitions"]:
-        ids = [s["id"] for s in partition["segments"]]
-        expected += len(ids)
-        status, answer = qn.request(
-            "POST",
-            "/v1/segments/load",
-            {"collection": collection, "partition": partition["name"], "segments": ids, **body},
-        )
-        assert status == 200, answer
-        results += answer["results"]
-    wait_for(
-        lambda: (
-            sum(
-                1
-                for s in distribution(qn)["segments"]
-                if s["collection"] == collection and s["state"] == "loaded"
-            )
-            == expected
-        )
-    )
-    return results

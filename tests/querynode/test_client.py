@@ -12,9 +12,8 @@ import pytest
 from vectorload.client import QuerynodeClient, QuerynodeError
 from vectorload.client.cli import search_main
 from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec, sample_queries
-from vectorload_querynode.testing import QuerynodeProcess, free_port
-
-from .conftest import DATA_TOKEN, TOKEN, QuerynodeFactory, wait_for
+from vectorload_dev.testing import free_port, wait_for
+from vectorload_dev.testing.querynode_harness import DATA_TOKEN, TOKEN, QuerynodeFactory, QuerynodeProcess
 
 SPEC = resolve_spec("tiny", segment_rows=200)  # as conftest.tiny_root writes it
 
@@ -32,9 +31,10 @@ def two_nodes(
             qn.request("POST", "/v1/segments/load", {"collection": "book", "partition": p, "segments": ids})
     for qn, n in ((a, 6), (b, 3)):
         wait_for(
+            f"{n} segments loaded on {qn.node_name}",
             lambda qn=qn, n=n: (
                 sum(s["state"] == "loaded" for s in qn.request("GET", "/v1/distribution")[1]["segments"]) == n
-            )
+            ),
         )
     return a, b
 

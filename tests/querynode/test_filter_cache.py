@@ -17,13 +17,11 @@ import pytest
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.writer import CollectionWriter
+from vectorload_dev.testing.querynode_harness import QuerynodeFactory, QuerynodeProcess, load_all
 from vectorload_querynode.filter_eval import KeyValues, evaluate
 from vectorload_querynode.filter_expr import bind
 from vectorload_querynode.memory import resident_bytes
 from vectorload_querynode.segment import MetaCacheLimits, MetaColumn, MetaKeyCache
-from vectorload_querynode.testing import QuerynodeProcess
-
-from .conftest import QuerynodeFactory, load_all
 
 ROWS = 5_000
 KNOWN_KEYS = 300

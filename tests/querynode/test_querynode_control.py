@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 
 from vectorload.storage.reader import FilesystemReader
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.querynode_harness import (
+    DATA_TOKEN,
+    TOKEN,
+    QuerynodeFactory,
+    QuerynodeProcess,
+    distribution,
+    segment_states,
+)
 from vectorload_querynode.loader import LoadSpec, predicted_bytes
-from vectorload_querynode.testing import QuerynodeProcess
-
-from .conftest import DATA_TOKEN, TOKEN, QuerynodeFactory, distribution, segment_states, wait_for
 
 CONTROL = [
     ("GET", "/v1/catalog", None),
@@ -114,10 +120,11 @@ def test_field_subset_and_skip_dynamic_field(node: QuerynodeProcess) -> None:
     status, answer = load(node, "novel", ["novel-0000", "novel-0001"], fields=SUBSET, skipDynamicField=True)
     assert status == 200 and [r["state"] for r in answer["results"]] == ["loading", "loading"]
     wait_for(
+        "both segments loaded",
         lambda: (
             all(s["state"] == "loaded" for s in distribution(node)["segments"])
             and len(distribution(node)["segments"]) == 2
-        )
+        ),
     )
     state = segment_states(node)[("book", "novel", "novel-0000")]
     assert state["fields"] == sorted(SUBSET) and state["dynamicField"] is False and state["rows"] == 200
@@ -156,7 +163,10 @@ def test_field_subset_and_skip_dynamic_field(node: QuerynodeProcess) -> None:
 
 def test_reload_with_other_fields_swaps_while_serving(node: QuerynodeProcess) -> None:
     load(node, "poetry", ["poetry-0000"], fields=SUBSET, skipDynamicField=True)
-    wait_for(lambda: segment_states(node).get(("book", "poetry", "poetry-0000"), {}).get("state") == "loaded")
+    wait_for(
+        "poetry-0000 loaded",
+        lambda: segment_states(node).get(("book", "poetry", "poetry-0000"), {}).get("state") == "loaded",
+    )
     errors: list[Any] = []
     stop = threading.Event()
 
@@ -171,7 +181,10 @@ def test_reload_with_other_fields_swaps_while_serving(node: QuerynodeProcess) ->
     try:
         status, answer = load(node, "poetry", ["poetry-0000"])  # all fields + $meta now
         assert answer["results"][0]["state"] in {"loading", "loaded"}
-        wait_for(lambda: "title" in segment_states(node)[("book", "poetry", "poetry-0000")]["fields"])
+        wait_for(
+            "poetry-0000 reloaded with title",
+            lambda: "title" in segment_states(node)[("book", "poetry", "poetry-0000")]["fields"],
+        )
     finally:
         stop.set()
         thread.join()
@@ -187,7 +200,7 @@ def test_reload_with_other_fields_swaps_while_serving(node: QuerynodeProcess) ->
         "/v1/segments/release",
         {"collection": "book", "segments": [{"partition": "poetry", "segment": "poetry-0000"}]},
     )
-    wait_for(lambda: distribution(node)["capacity"]["reservedBytes"] == 0)
+    wait_for("no memory reserved", lambda: distribution(node)["capacity"]["reservedBytes"] == 0)
 
 
 @pytest.fixture
@@ -217,7 +230,7 @@ def test_corrupt_truncated_missing_files_fail_that_segment_only(
     status, answer = qn.request(
         "POST", "/v1/segments/load", {"collection": "book", "partition": "novel", "segments": ["novel-0000"]}
     )
-    wait_for(lambda: all(s["state"] != "loading" for s in distribution(qn)["segments"]))
+    wait_for("no segment loading", lambda: all(s["state"] != "loading" for s in distribution(qn)["segments"]))
     states = segment_states(qn)
     expected = {
         "default-0000": ("ChecksumMismatch", "book_intro.hnsw"),
@@ -241,7 +254,10 @@ def test_corrupt_truncated_missing_files_fail_that_segment_only(
         "/v1/segments/load",
         {"collection": "book", "partition": "_default", "segments": ["default-0000"]},
     )
-    wait_for(lambda: segment_states(qn)[("book", "_default", "default-0000")]["state"] == "failed")
+    wait_for(
+        "default-0000 failed",
+        lambda: segment_states(qn)[("book", "_default", "default-0000")]["state"] == "failed",
+    )
     assert qn.request("POST", "/v1/segments/release", {"collection": "book", "segments": None}) == (
         200,
         {"released": 4},
@@ -290,7 +306,7 @@ def test_release_during_slow_load_is_prompt_and_data_token(
     assert (status, answer) == (200, {"released": 2})
     assert elapsed < 1.0, f"release took {elapsed:.2f}s"
     assert distribution(qn)["segments"] == []
-    wait_for(lambda: distribution(qn)["capacity"]["reservedBytes"] == 0, timeout=5)
+    wait_for("no memory reserved", lambda: distribution(qn)["capacity"]["reservedBytes"] == 0, timeout=5)
     status, text = qn.request("GET", "/metrics", token=None)
     assert "vectorload_querynode_segment_load_cancellations_total 2.0" in text
     assert "vectorload_querynode_segment_loads_total 0.0" in text
@@ -315,10 +331,11 @@ def test_searches_keep_working_while_loading_and_releasing(
         {"collection": "book", "partition": "_default", "segments": parts["_default"]},
     )
     wait_for(
+        "every _default segment loaded",
         lambda: (
             len(distribution(qn)["segments"]) == len(parts["_default"])
             and all(s["state"] == "loaded" for s in distribution(qn)["segments"])
-        )
+        ),
     )
     errors: list[Any] = []
     count = [0]
@@ -353,7 +370,7 @@ def test_searches_keep_working_while_loading_and_releasing(
         stop.set()
         thread.join()
     assert errors == [] and count[0] > 5
-    wait_for(lambda: distribution(qn)["capacity"]["reservedBytes"] == 0)
+    wait_for("no memory reserved", lambda: distribution(qn)["capacity"]["reservedBytes"] == 0)
     assert {s["partition"] for s in distribution(qn)["segments"]} == {"_default"}
 
 
@@ -387,6 +404,9 @@ def test_catalog_memory_bytes_match_what_admission_charges(node: QuerynodeProces
     assert sum(first["memoryBytes"].values()) > first["totalBytes"]
     status, _ = load(node, "novel", [first["id"]])
     assert status == 200
-    wait_for(lambda: segment_states(node).get(("book", "novel", first["id"]), {}).get("state") == "loaded")
+    wait_for(
+        "the first novel segment loaded",
+        lambda: segment_states(node).get(("book", "novel", first["id"]), {}).get("state") == "loaded",
+    )
     held = segment_states(node)[("book", "novel", first["id"])]
     assert held["bytes"] == sum(first["memoryBytes"].values())

@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vectorload_querynode.testing import QuerynodeProcess
-
-from .conftest import DATA_TOKEN, TOKEN, QuerynodeFactory, load_all
+from vectorload_dev.testing.querynode_harness import (
+    DATA_TOKEN,
+    TOKEN,
+    QuerynodeFactory,
+    QuerynodeProcess,
+    load_all,
+)
 
 VEC = [0.1] * 64
 LIMIT_ARGS = [

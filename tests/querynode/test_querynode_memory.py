@@ -12,11 +12,15 @@ import pytest
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.querynode_harness import (
+    QuerynodeFactory,
+    QuerynodeProcess,
+    distribution,
+    segment_states,
+)
 from vectorload_querynode.loader import LoadSpec, predicted_bytes
 from vectorload_querynode.memory import resident_bytes
-from vectorload_querynode.testing import QuerynodeProcess
-
-from .conftest import QuerynodeFactory, distribution, segment_states, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +91,9 @@ def test_rss_returns_after_release(querynode_factory: QuerynodeFactory, big_root
     ids = [f"seg-{s}" for s in range(SEGMENTS)]
     load(qn, ids)
     wait_for(
-        lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == SEGMENTS, timeout=60
+        f"{SEGMENTS} segments loaded",
+        lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == SEGMENTS,
+        timeout=60,
     )
     status, answer = qn.request(
         "POST", "/v1/search", {"collection": BIG, "vectors": [[0.5] * DIM], "topK": 3}
@@ -102,7 +108,9 @@ def test_rss_returns_after_release(querynode_factory: QuerynodeFactory, big_root
     )
     allowed = baseline + max(0.10 * baseline, 64 * 2**20)
     try:
-        wait_for(lambda: resident_bytes(qn.pid) <= allowed, timeout=10)
+        wait_for(
+            f"RSS back within {allowed:.0f} bytes", lambda: resident_bytes(qn.pid) <= allowed, timeout=10
+        )
     except AssertionError:
         pytest.fail(f"RSS {resident_bytes(qn.pid)} after release; baseline {baseline}, allowed {allowed:.0f}")
     assert distribution(qn)["capacity"]["reservedBytes"] == 0
@@ -124,7 +132,11 @@ def test_admission_admits_what_fits(querynode_factory: QuerynodeFactory, big_roo
     predicted, used, reserved = (int(n) for n in numbers.groups())
     assert predicted == segment_bytes(big_root, "seg-2")
     assert f"capacity {limit}" in refused["message"]
-    wait_for(lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == 2, timeout=60)
+    wait_for(
+        "2 segments loaded",
+        lambda: sum(s["state"] == "loaded" for s in distribution(qn)["segments"]) == 2,
+        timeout=60,
+    )
     capacity = distribution(qn)["capacity"]
     assert capacity["reservedBytes"] == 0
     # seg-0 and seg-1 were reserved (or already used) when seg-2 was refused; now both are used
@@ -139,5 +151,7 @@ def test_admission_admits_what_fits(querynode_factory: QuerynodeFactory, big_roo
     )
     assert load(qn, ["seg-2"])[0]["state"] == "loading"
     wait_for(
-        lambda: segment_states(qn).get((BIG, "_default", "seg-2"), {}).get("state") == "loaded", timeout=60
+        "seg-2 loaded",
+        lambda: segment_states(qn).get((BIG, "_default", "seg-2"), {}).get("state") == "loaded",
+        timeout=60,
     )

@@ -11,10 +11,16 @@ import numpy.typing as npt
 import pytest
 
 from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec, sample_queries
+from vectorload_dev.testing.querynode_harness import (
+    DATA_TOKEN,
+    METRICS_COLLECTION,
+    METRICS_DIM,
+    QuerynodeFactory,
+    QuerynodeProcess,
+    load_all,
+    metrics_data,
+)
 from vectorload_querynode.metrics import METRIC_NAMES
-from vectorload_querynode.testing import QuerynodeProcess
-
-from .conftest import DATA_TOKEN, METRICS_COLLECTION, METRICS_DIM, QuerynodeFactory, load_all, metrics_data
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = resolve_spec("small", segment_rows=850)  # as conftest.small_root writes it

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from vectorload.client.cli import search_main
-from vectorload.devcluster.controlplane import ControlPlane
-
-from .conftest import DATA_TOKEN, QuerynodeFactory, load_all
+from vectorload_dev.cluster.controlplane import ControlPlane
+from vectorload_dev.testing.querynode_harness import DATA_TOKEN, QuerynodeFactory, load_all
 
 pytestmark = pytest.mark.cluster
 

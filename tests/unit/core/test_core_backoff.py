@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from coresim import catalog, node, target
-
+from vectorload_dev.testing.coresim import catalog, node, target
 from vectorload_operator.core import (
     BackoffState,
     HeldSegment,

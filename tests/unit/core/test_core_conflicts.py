@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from coresim import catalog, node, target
-
+from vectorload_dev.testing.coresim import catalog, node, target
 from vectorload_operator.core import (
     CONFLICT,
     BackoffState,

@@ -6,9 +6,8 @@ import ast
 from dataclasses import replace
 from pathlib import Path
 
-from coresim import catalog, converge, node, target
-
 import vectorload_operator.core
+from vectorload_dev.testing.coresim import catalog, converge, node, target
 from vectorload_operator.core import (
     CONFLICT,
     HeldSegment,

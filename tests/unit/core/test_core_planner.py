@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from coresim import apply, catalog, converge, holders, node, target
-
+from vectorload_dev.testing.coresim import apply, catalog, converge, holders, node, target
 from vectorload_operator.core import (
     CONFLICT,
     BackoffState,

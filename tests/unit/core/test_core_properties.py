@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from coresim import apply, catalog, converge, node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vectorload_dev.testing.coresim import apply, catalog, converge, node
 from vectorload_operator.core import (
     BackoffState,
     LoadTarget,

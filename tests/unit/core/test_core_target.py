@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from coresim import catalog, catalog_doc
-
 from vectorload.wire.querynode import CollectionCatalog, convert
+from vectorload_dev.testing.coresim import catalog, catalog_doc
 from vectorload_operator.core import LoadTarget, SpecProblem, build_target
 
 CAT = catalog("book", {"novel": [100, 200], "poem": [50]})

@@ -62,9 +62,8 @@ def test_manifest_is_present_when_the_directory_is_published(
 KILL_SCRIPT = """
 import os, signal, sys
 import numpy as np
-sys.path.insert(0, {testdir!r})
 from vectorload.storage import writer as w
-from conftest import segment_inputs
+from vectorload_dev.testing.storage import segment_inputs
 real = w.write_npy
 def write_then_die(path, values):
     real(path, values)
@@ -77,7 +76,7 @@ w.CollectionWriter({root!r}).write_segment("book", "_default", "s", **segment_in
 def test_killed_writer_leaves_invisible_staging_that_is_cleaned(
     writer: CollectionWriter, root: Path, make_inputs: MakeInputs
 ) -> None:
-    script = KILL_SCRIPT.format(testdir=str(Path(__file__).parent), root=str(root))
+    script = KILL_SCRIPT.format(root=str(root))
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, timeout=60)
     assert proc.returncode == -9, proc.stderr.decode()
     (left,) = _staging(root)

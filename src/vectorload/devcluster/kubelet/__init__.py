@@ -1,5 +1,0 @@
-"""A process kubelet: runs the pods bound to its Node as local processes (see docs/kubelet.md)."""
-
-from vectorload.devcluster.kubelet.main import main
-
-__all__ = ["main"]
