@@ -147,7 +147,8 @@ def _search_node(rel: Release) -> Any:
     from vectorload.client.cli import fan_out
 
     urls = [rel.url(p) for p in rel.querynodes()]
-    return asyncio.run(fan_out(urls, None, "book", [QUERIES[0]], 3, anns_field="book_intro"))
+    # the data API is closed by default: the release's token opens it
+    return asyncio.run(fan_out(urls, rel.token_cached, "book", [QUERIES[0]], 3, anns_field="book_intro"))
 
 
 def test_release_partition_while_searching(rel: Release) -> None:

@@ -34,7 +34,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from vectorload.storage.sample import PARTITIONS, SAMPLE_SIZES, generate_segment
+from vectorload.storage.sample import PARTITIONS, generate_segment, resolve_spec
 from vectorload_dev.procutil import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -328,7 +328,7 @@ def test_querynode_in_the_image_loads_the_sample_and_answers_a_search(
             status, answer = _http(port, "/v1/segments/load", body, token=token)
             assert status == 200, answer
             assert {r["state"] for r in answer["results"]} <= {"loading", "loaded"}, answer
-        spec = SAMPLE_SIZES["tiny"]
+        spec = resolve_spec("tiny")  # the layout `vectorload sample` writes by default
         assert expected == len(PARTITIONS) * spec.segments
 
         def all_loaded() -> bool:
@@ -339,11 +339,11 @@ def test_querynode_in_the_image_loads_the_sample_and_answers_a_search(
         _poll("every sample segment loaded", all_loaded, 120, node)
 
         # ground truth from the host's own generator: a stored row's vector finds that row
-        segment = generate_segment(0, spec, 1, 2)
+        segment = generate_segment(0, spec, 1, spec.segments - 1)
         row = 17
         query = segment.vectors["book_intro"][row]
         body = {"collection": "book", "vectors": [query.tolist()], "annsField": "book_intro", "topK": 3}
-        status, answer = _http(port, "/v1/search", body)
+        status, answer = _http(port, "/v1/search", body, token=token)  # the data API is closed by default
         assert status == 200, answer
         (hits,) = answer["results"]
         assert len(hits) == 3
