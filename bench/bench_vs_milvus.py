@@ -1,5 +1,7 @@
-"""Side by side with a real Milvus 2.3.5 (embedded standalone) on the same rows and queries: load and
-release wall time, RSS added by loading, and recall@10 vs q/s (ef sweep) at batch 1 and 100.
+"""vectorload vs a real Milvus 2.3.5 on the same rows and queries: load, release, RSS, recall vs q/s.
+
+Measured: load and release wall time, RSS added by loading, and recall@10 vs q/s (ef sweep) at
+batch 1 and 100, at equal recall.
 
 Systems, measured one after the other in one run, in interleaved rounds (the machine is shared:
 noise only ever slows a system down, so each figure is the best of its rounds):
@@ -66,8 +68,8 @@ FIELD = "book_intro"
 QUERY_SEED = 42
 BATCHES = (1, 100)
 TARGET_RECALL = {"medium": 0.95, "large": 0.75}
-EF_VECTORLOAD = (10, 16, 24, 32, 48, 64, 96, 128)
-EF_MILVUS = (16, 32, 64, 128, 192, 256, 384, 512)
+EF_VECTORLOAD = (10, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128)
+EF_MILVUS = (16, 32, 64, 128, 192, 256, 320, 384, 448, 512)
 EF_CAP = 8192
 MILVUS_METRIC = {"l2": "L2", "ip": "IP", "cosine": "COSINE"}
 
@@ -108,6 +110,7 @@ def timed_passes(one_pass: Callable[[], list[list[int]]], queries: int, seconds:
 class System(Protocol):
     name: str
     label: str
+    has_release: bool  # False: release() exists but is no figure (bare hnswlib drops references)
 
     def load(self) -> float: ...
     def release(self) -> float: ...
@@ -199,6 +202,7 @@ class QuerynodeSystem:
 
     name = "vectorload"
     label = "vectorload querynode (HTTP API)"
+    has_release = True
 
     def __init__(self, root: Path, host: str, pk_field: str, queries: npt.NDArray[np.float32], top_k: int):
         self.qn = start_querynode(root, host)
@@ -254,6 +258,7 @@ class BareHnswlib:
 
     name = "bare"
     label = "bare hnswlib (same index files)"
+    has_release = False
 
     def __init__(
         self, segs: list[SegmentFiles], pk_field: str, space: str, dim: int,
@@ -313,6 +318,8 @@ class BareHnswlib:
 class PymilvusSystem:
     """Anything reached through pymilvus (`milvus_driver.py`): the same client calls whatever is
     behind the endpoint -- Milvus now, vectorload's proxy once it exists."""
+
+    has_release = True
 
     def __init__(
         self, name: str, label: str, driver: PymilvusDriver, queries_path: Path, metric: str, top_k: int
@@ -406,20 +413,19 @@ class Sweeps:
 
 
 def sweep(
-    system: System, batch: int, efs: list[int], sweeps: Sweeps, seconds: float, extend_to: float | None,
-    top_k: int,
-) -> list[int]:  # fmt: skip
-    """Measure each ef; with `extend_to`, add ef values beyond the list until `extend_to` recall is
-    bracketed (higher ef while every recall is below it, lower ef -- down to top_k -- while every
-    recall is above it). Returns the ef list used."""
-    system.search(efs[0], batch, 0.0, count=min(20, len(sweeps.truth)))  # warm up
+    system: System, batch: int, efs: list[int], sweeps: Sweeps, seconds: float, extend_to: float | None
+) -> list[int]:
+    """Measure each ef in ascending order, right after a load. Milvus 2.3.5's answers at one ef
+    depend on the largest ef searched since its load (ef 64 on `medium`: recall 0.73 fresh, 0.85
+    after one ef-512 search, at ef-64 speed or less), so every sweep starts from a fresh load and
+    only ever goes up: each point is what a Milvus that never searched with a larger ef answers.
+    With `extend_to`, larger ef values (x1.5) are added until that recall is reached. Returns
+    the ef list used."""
+    system.search(efs[0], batch, 0.0, count=min(20, len(sweeps.truth)))  # warm up, at the lowest ef
     recalls = {ef: sweeps.record(system.name, batch, ef, system.search(ef, batch, seconds)) for ef in efs}
     if extend_to is not None:
         while max(recalls.values()) < extend_to and max(recalls) < EF_CAP:
             ef = min(EF_CAP, math.ceil(max(recalls) * 1.5))
-            recalls[ef] = sweeps.record(system.name, batch, ef, system.search(ef, batch, seconds))
-        while min(recalls.values()) >= extend_to and min(recalls) > top_k:
-            ef = max(top_k, min(recalls) // 2)
             recalls[ef] = sweeps.record(system.name, batch, ef, system.search(ef, batch, seconds))
     return sorted(recalls)
 
@@ -510,42 +516,43 @@ def run(args: Any) -> dict[str, Any]:
         sweeps = Sweeps(truth)
         load_average = [os.getloadavg()]
         milvus_segments_first: list[dict[str, Any]] = []
+        loaded = False
         for rnd in range(args.rounds):
             order = rotate(systems, rnd)
-            for s in order:
-                entry = load[s.name]
-                if rnd > 0:
-                    entry["release_seconds"].append(s.release())
-                before = settled(s.rss, args.settle)
-                entry["load_seconds"].append(s.load())
-                after = settled(s.rss, args.settle)
-                entry["rss_rounds"].append({"before_load": before, "after_load": after})
-                if rnd == 0 and s is milvus:
-                    milvus_segments_first = milvus.segments()
-            print(
-                f"round {rnd + 1}/{args.rounds}: load "
-                + ", ".join(f"{s.name} {load[s.name]['load_seconds'][-1]:.2f}s" for s in systems),
-                flush=True,
-            )
             for batch in BATCHES:
                 for s in order:
+                    entry = load[s.name]
+                    if loaded:
+                        released = s.release()
+                        if s.has_release:
+                            entry["release_seconds"].append(released)
+                    before = settled(s.rss, args.settle)
+                    entry["load_seconds"].append(s.load())
+                    entry["rss_rounds"].append(
+                        {"before_load": before, "after_load": settled(s.rss, args.settle)}
+                    )
+                    if not milvus_segments_first and s is milvus:
+                        milvus_segments_first = milvus.segments()
                     extend = target if rnd == 0 and batch == BATCHES[0] else None
-                    efs[s.name] = sweep(s, batch, efs[s.name], sweeps, args.seconds, extend, args.top_k)
-                    best = [
+                    efs[s.name] = sweep(s, batch, efs[s.name], sweeps, args.seconds, extend)
+                    entry["rss_rounds"][-1]["after_searches"] = s.rss()
+                    points = [
                         (ef, p["recall_rounds"][-1], p["qps_rounds"][-1])
                         for ef, p in sorted(sweeps.points[s.name][batch].items())
                     ]
                     print(
-                        f"  batch {batch:>3} {s.name:<10} "
-                        + "  ".join(f"ef{ef}:{r:.3f}/{q:,.0f}" for ef, r, q in best),
+                        f"round {rnd + 1}/{args.rounds} batch {batch:>3} {s.name:<10} "
+                        f"load {entry['load_seconds'][-1]:.2f}s  "
+                        + "  ".join(f"ef{ef}:{r:.3f}/{q:,.0f}" for ef, r, q in points),
                         flush=True,
                     )
-            for s in systems:
-                load[s.name]["rss_rounds"][-1]["after_searches"] = s.rss()
+                loaded = True
             load_average.append(os.getloadavg())
         milvus_segments_last = milvus.segments()  # compaction may rewrite segments meanwhile
         for s in systems:
-            load[s.name]["release_seconds"].append(s.release())
+            released = s.release()
+            if s.has_release:
+                load[s.name]["release_seconds"].append(released)
             load[s.name]["rss_after_final_release"] = settled(s.rss, args.settle)
         identical = {
             ef: sum(

@@ -217,10 +217,15 @@ def plot(result: dict[str, Any], out_dir: Path = DOCS) -> list[Path]:
     width = 0.38
     xs = np.arange(len(shown))
     loads = [min(load[n]["load_seconds"]) for n in shown]
-    releases = [min(load[n]["release_seconds"]) if load[n].get("release_seconds") else 0.0 for n in shown]
     bars = ax_t.bar(xs - width / 2, loads, width, label="load (best)")
     ax_t.bar_label(bars, fmt="%.2f s", fontsize=7)
-    bars = ax_t.bar(xs + width / 2, releases, width, label="release (best)")
+    released = [i for i, n in enumerate(shown) if load[n].get("release_seconds")]
+    bars = ax_t.bar(
+        xs[released] + width / 2,
+        [min(load[shown[i]]["release_seconds"]) for i in released],
+        width,
+        label="release (best)",
+    )
     ax_t.bar_label(bars, fmt="%.2f s", fontsize=7)
     ax_t.set_xticks(xs, [short(n) for n in shown], fontsize=8)
     ax_t.set_ylabel("wall time, s")
