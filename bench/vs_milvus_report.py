@@ -101,6 +101,8 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         added = first["after_load"] - first["before_load"]
         serving = first["after_searches"] - first["before_load"]
         memory[name] = {
+            "rss_fresh": first["before_load"],
+            "rss_loaded": first["after_load"],
             "rss_added_first_load": added,
             "bytes_per_row_first_load": added / result["rows"],
             "rss_added_serving": serving,
@@ -114,7 +116,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             v["release_seconds"]
         )
     if "milvus" in memory and "vectorload" in memory:
-        for key in ("rss_added_first_load", "rss_added_serving"):
+        for key in ("rss_added_first_load", "rss_added_serving", "rss_loaded"):
             ratios[f"{key}_vectorload_over_milvus"] = memory["vectorload"][key] / memory["milvus"][key]
     return summary
 
@@ -158,6 +160,14 @@ def table(result: dict[str, Any]) -> str:
             for n in names
         ]
         rows.append([title, *cells, _times(ratios.get(f"{key}_vectorload_over_milvus"))])
+    cells = [
+        f"{memory[n]['rss_loaded'] / 1e6:,.0f} MB ({memory[n]['rss_fresh'] / 1e6:,.0f} MB before)"
+        if n in memory
+        else "—"
+        for n in names
+    ]
+    rows.append(["RSS of the whole process with the collection loaded", *cells,
+                 _times(ratios.get("rss_loaded_vectorload_over_milvus"))])  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -217,9 +227,10 @@ def plot(result: dict[str, Any], out_dir: Path = DOCS) -> list[Path]:
     width = 0.38
     xs = np.arange(len(shown))
     loads = [min(load[n]["load_seconds"]) for n in shown]
-    bars = ax_t.bar(xs - width / 2, loads, width, label="load (best)")
-    ax_t.bar_label(bars, fmt="%.2f s", fontsize=7)
     released = [i for i, n in enumerate(shown) if load[n].get("release_seconds")]
+    load_x = np.where(np.isin(np.arange(len(shown)), released), xs - width / 2, xs)
+    bars = ax_t.bar(load_x, loads, width, label="load (best)")
+    ax_t.bar_label(bars, fmt="%.2f s", fontsize=7)
     bars = ax_t.bar(
         xs[released] + width / 2,
         [min(load[shown[i]]["release_seconds"]) for i in released],
@@ -253,11 +264,21 @@ def plot(result: dict[str, Any], out_dir: Path = DOCS) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m bench.vs_milvus_report bench/results/vs_milvus-<size>.json", file=sys.stderr)
+    """Print the table and redraw the plots of a results file; `--update` also rewrites its summary
+    (after a change to this module)."""
+    update = "--update" in argv
+    files = [a for a in argv if a != "--update"]
+    if len(files) != 1:
+        print(
+            "usage: python -m bench.vs_milvus_report [--update] bench/results/vs_milvus-<size>.json",
+            file=sys.stderr,
+        )
         return 2
-    result = json.loads(Path(argv[0]).read_text())
+    path = Path(files[0])
+    result = json.loads(path.read_text())
     result["summary"] = summarise(result)
+    if update:
+        path.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
     for path in plot(result):
         print(f"plot: {path}")
