@@ -21,6 +21,7 @@ as one more (`PymilvusDriver.connect(...)`), measured with the same client code 
 
 from __future__ import annotations
 
+import argparse
 import gc
 import http.client
 import json
@@ -374,9 +375,9 @@ def ef_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
     except ValueError:
-        raise SystemExit(f"an ef list is comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"an ef list is comma-separated integers, got {text!r}") from None
     if not values or values[0] < 1:
-        raise SystemExit(f"ef values must be positive integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"ef values must be positive integers, got {text!r}")
     return values
 
 
@@ -642,6 +643,10 @@ def main() -> None:
     args = p.parse_args()
     if args.rounds < 1 or args.seconds < 0 or args.queries < 1 or args.top_k < 1:
         raise SystemExit("--rounds, --queries and --top-k must be positive, --seconds not negative")
+    if args.target_recall is not None and not 0 < args.target_recall <= 1:
+        raise SystemExit(f"--target-recall must be in (0, 1], got {args.target_recall}")
+    if args.bare_threads < 1 or args.settle < 0:
+        raise SystemExit("--bare-threads must be positive, --settle not negative")
     if min(args.ef_milvus) < args.top_k:
         raise SystemExit(f"Milvus needs ef >= top-k ({args.top_k}): got {args.ef_milvus}")
     result = run(args)

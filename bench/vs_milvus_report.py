@@ -41,7 +41,7 @@ class AtRecall:
     bound: str  # "interpolated", or "lower bound" when even the smallest ef is above the target
 
     def describe(self) -> str:
-        efs = f"ef {self.ef_high}" if self.ef_low is None else f"ef {self.ef_low}-{self.ef_high}"
+        efs = f"ef {self.ef_high}" if self.ef_low is None else f"ef {self.ef_low}–{self.ef_high}"
         return f"{self.qps:,.0f} ({efs}{', lower bound' if self.bound != 'interpolated' else ''})"
 
 
