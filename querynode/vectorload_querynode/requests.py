@@ -23,6 +23,8 @@ from vectorload.storage.api import DYNAMIC_FIELD, NAME_PATTERN, SEGMENT_ID_PATTE
 from vectorload.wire import querynode as wire
 
 from .errors import ECHO_LIMIT, ApiError, echo
+from .filter_expr import DEFAULT_LIMITS as DEFAULT_FILTER_LIMITS
+from .filter_expr import FilterLimits
 
 MAX_TOP_K = 16384
 MAX_QUERIES = 16384
@@ -47,6 +49,7 @@ class Limits:
     max_ids: int = 16384  # --max-ids
     max_output_fields: int = 256  # --max-output-fields
     request_timeout: float = 30.0  # --request-timeout: seconds of work per data request
+    filter: FilterLimits = DEFAULT_FILTER_LIMITS  # --filter-max-chars, -depth, -list-items
 
 
 DEFAULT_LIMITS = Limits()
@@ -299,6 +302,7 @@ class SearchRequest:
     filter: str | None
     output_fields: list[str] | None
     ef: int | None
+    filter_limits: FilterLimits = DEFAULT_FILTER_LIMITS  # what its filter may cost (the node's limits)
 
     @classmethod
     def from_wire(cls, body: wire.SearchRequest, limits: Limits = DEFAULT_LIMITS) -> SearchRequest:
@@ -320,6 +324,7 @@ class SearchRequest:
             filter=_filter(body.filter, required=False),
             output_fields=_output_fields(body.output_fields, limits),
             ef=None if body.ef is None else _range(body.ef, K(wire.SearchRequest, "ef"), 1, MAX_EF),
+            filter_limits=limits.filter,
         )
 
     @classmethod
@@ -334,6 +339,7 @@ class QueryRequest:
     filter: str
     output_fields: list[str] | None
     limit: int
+    filter_limits: FilterLimits = DEFAULT_FILTER_LIMITS  # what its filter may cost (the node's limits)
 
     @classmethod
     def from_wire(cls, body: wire.QueryRequest, limits: Limits = DEFAULT_LIMITS) -> QueryRequest:
@@ -345,6 +351,7 @@ class QueryRequest:
             filter=text,
             output_fields=_output_fields(body.output_fields, limits),
             limit=_range(body.limit, K(wire.QueryRequest, "limit"), 1, MAX_LIMIT),
+            filter_limits=limits.filter,
         )
 
     @classmethod
