@@ -4,7 +4,8 @@ PORT PATH INTERVAL TIMEOUT`.
 A prober in the fuzzing process would wait for that process's GIL behind the workers that build
 and judge cases, and report their delays as the server's; a kubelet's liveness probe is another
 process too. Every `INTERVAL` seconds it sends `GET PATH` on a fresh connection and prints one
-line: the seconds it took, or `fail <reason>` when there was no 200 within `TIMEOUT`. It stops
+line: when it started (`time.monotonic()`, one clock for every process of the machine) and the
+seconds it took, with `fail <reason>` between them when there was no 200 within `TIMEOUT`. It stops
 when its standard input closes.
 """
 
@@ -29,14 +30,19 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=watch_stdin, daemon=True).start()
     out = sys.stdout
     while not stop.is_set():
+        at = time.monotonic()
         started = time.perf_counter()
         try:
             status, _, _ = http.get(host, port, path, timeout)
             elapsed = time.perf_counter() - started
-            out.write(f"{elapsed:.6f}\n" if status == 200 else f"fail status {status} {elapsed:.6f}\n")
+            out.write(
+                f"{at:.6f} {elapsed:.6f}\n"
+                if status == 200
+                else f"{at:.6f} fail status{status} {elapsed:.6f}\n"
+            )
         except Exception as exc:  # every failure is a line of the report, not a crash of the probe
             elapsed = time.perf_counter() - started
-            out.write(f"fail {type(exc).__name__} {elapsed:.6f}\n")
+            out.write(f"{at:.6f} fail {type(exc).__name__} {elapsed:.6f}\n")
         out.flush()
         stop.wait(interval)
     return 0

@@ -63,6 +63,7 @@ class Report:
     server_5xx: int | None = None
     healthz: list[float] = field(default_factory=list)
     healthz_failures: list[str] = field(default_factory=list)
+    slowest_probe_during: list[str] = field(default_factory=list)  # cases in flight then
     rss_start: int = 0
     rss_baseline: int = 0
     rss_end: int = 0
@@ -124,7 +125,8 @@ class Report:
                 f"  by class: {kinds}",
                 f"  /healthz: {len(self.healthz)} probes, worst {self.healthz_worst * 1000:.1f} ms, "
                 f"p99 {self.healthz_p99 * 1000:.1f} ms, p50 {percentile(self.healthz, 50) * 1000:.1f} ms, "
-                f"{len(self.healthz_failures)} failed",
+                f"{len(self.healthz_failures)} failed; the slowest during: "
+                f"{', '.join(self.slowest_probe_during[:8]) or '-'}",
                 f"  RSS: {self.rss_start / mib:.1f} MiB at start, {self.rss_baseline / mib:.1f} after "
                 f"warm-up, {self.rss_end / mib:.1f} at the end (growth {self.rss_growth:+.1%}), "
                 f"max {self.rss_max / mib:.1f}",
@@ -159,20 +161,22 @@ class _Monitor:
             with contextlib.suppress(OSError, RuntimeError):
                 self.rss_max = max(self.rss_max, rss_bytes(self.target.pid))
 
-    def finish(self) -> tuple[list[float], list[str]]:
-        """Stop both; (latencies, failures). A failed probe counts with its time taken."""
+    def finish(self) -> tuple[list[tuple[float, float]], list[str]]:
+        """Stop both; ((started, seconds) per probe, failures). A failed probe counts with its
+        time taken."""
         self.stop.set()
         self.sampler.join()
         out, _ = self.proc.communicate(input="", timeout=self.timeout + 10)
-        latencies: list[float] = []
+        probes: list[tuple[float, float]] = []
         failures: list[str] = []
         for line in out.splitlines():
-            if line.startswith("fail "):
-                failures.append(line[5:])
-                latencies.append(float(line.rsplit(" ", 1)[1]))
-            elif line:
-                latencies.append(float(line))
-        return latencies, failures
+            words = line.split(" ")
+            if len(words) < 2:
+                continue
+            if words[1] == "fail":
+                failures.append(" ".join(words[2:-1]))
+            probes.append((float(words[0]), float(words[-1])))
+        return probes, failures
 
 
 def plan(target: Target, requests: int, seed: int) -> list[tuple[Surface, Case]]:
@@ -191,7 +195,7 @@ def run(
     seconds: float,
     seed: int = 0,
     workers: int = 4,
-    warmup: float = 0.1,
+    warmup: float = 0.2,
     health_interval: float = 0.02,
     health_timeout: float = 5.0,
     keep_findings: int = 200,
@@ -215,9 +219,12 @@ def run(
                 position += 1
             yield item
 
-    def record(surface: Surface, case: Case, outcome: Outcome) -> None:
+    spans: list[tuple[float, float, str]] = []
+
+    def record(surface: Surface, case: Case, outcome: Outcome, span: tuple[float, float]) -> None:
         found = surface.judge(case, outcome)
         with lock:
+            spans.append((*span, case.label))
             report.cases += 1
             report.requests += outcome.requests
             report.tally.add(case.kind, outcome)
@@ -233,11 +240,12 @@ def run(
                 if id(surface) not in sessions:
                     sessions[id(surface)] = (surface, surface.session())
                 session = sessions[id(surface)][1]
+                began = time.monotonic()
                 try:
                     outcome = case.run(session)
                 except OSError as exc:  # the target refused the connection: it is gone or full
                     outcome = Outcome(None, error=f"{type(exc).__name__}: {exc}")
-                record(surface, case, outcome)
+                record(surface, case, outcome, (began, time.monotonic()))
         finally:
             for surface, session in sessions.values():
                 surface.close(session)
@@ -257,8 +265,14 @@ def run(
         time.sleep(1.0)  # answers in flight finish; freed memory is returned
         report.rss_end = rss_bytes(target.pid)
     finally:
-        report.healthz, report.healthz_failures = monitor.finish()
+        probes, report.healthz_failures = monitor.finish()
     report.seconds = time.monotonic() - started
+    report.healthz = [seconds for _, seconds in probes]
+    if probes:
+        at, seconds = max(probes, key=lambda p: p[1])
+        report.slowest_probe_during = sorted(
+            {label for begin, end, label in spans if begin <= at + seconds and end >= at}
+        )
     report.rss_max = max(monitor.rss_max, report.rss_end, report.rss_baseline)
     report.alive = target.alive()
     report.server_5xx = target.server_errors() if report.alive else None

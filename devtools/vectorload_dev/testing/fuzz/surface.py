@@ -56,7 +56,12 @@ class Operation:
         return self.path_example or self.path
 
     def matches(self, method: bytes, target: bytes) -> bool:
+        """Whether a request line reaches this route; the target may be in origin form (`/p`) or
+        absolute form (`http://host/p`, which HTTP/1.1 servers must accept)."""
         path = target.split(b"?", 1)[0].decode("latin-1")
+        absolute = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*", path)
+        if absolute:
+            path = path[absolute.end() :] or "/"
         return method.decode("latin-1") == self.method.upper() and bool(self.pattern.match(path))
 
 
