@@ -70,6 +70,10 @@ class Surface(Protocol):
 
     def judge(self, case: Case, outcome: Outcome) -> list[Finding]: ...
 
+    def stats(self) -> dict[str, int]:
+        """Counts of what the judge checked, for the report (e.g. wrong tokens refused)."""
+        ...
+
 
 class Target(Protocol):
     """A server under attack."""

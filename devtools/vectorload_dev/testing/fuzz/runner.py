@@ -12,6 +12,7 @@ latencies (worst, p99) and RSS growth from the end of the warm-up to the end of 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import subprocess
 import sys
 import threading
@@ -64,6 +65,8 @@ class Report:
     healthz: list[float] = field(default_factory=list)
     healthz_failures: list[str] = field(default_factory=list)
     slowest_probe_during: list[str] = field(default_factory=list)  # cases in flight then
+    judged: dict[str, int] = field(default_factory=dict)  # the surfaces' stats, summed
+    probe_gap: float = 0.0  # longest time without a probe starting (from the start to the end)
     rss_start: int = 0
     rss_baseline: int = 0
     rss_end: int = 0
@@ -98,6 +101,8 @@ class Report:
             out.append(f"the server counted {self.server_5xx} answers with a 5xx")
         if self.healthz_failures:
             out.append(f"/healthz failed {len(self.healthz_failures)} times: {self.healthz_failures[:3]}")
+        if self.probe_gap > max(1.0, self.healthz_worst + 0.5):
+            out.append(f"the prober left {self.probe_gap:.1f} s unwatched (it must probe the whole run)")
         if self.healthz_worst >= bounds.healthz_worst:
             out.append(
                 f"/healthz worst {self.healthz_worst * 1000:.0f} ms ≥ {bounds.healthz_worst * 1000:.0f} ms"
@@ -125,11 +130,13 @@ class Report:
                 f"  by class: {kinds}",
                 f"  /healthz: {len(self.healthz)} probes, worst {self.healthz_worst * 1000:.1f} ms, "
                 f"p99 {self.healthz_p99 * 1000:.1f} ms, p50 {percentile(self.healthz, 50) * 1000:.1f} ms, "
-                f"{len(self.healthz_failures)} failed; the slowest during: "
+                f"{len(self.healthz_failures)} failed, longest gap {self.probe_gap:.2f} s; "
+                "the slowest during: "
                 f"{', '.join(self.slowest_probe_during[:8]) or '-'}",
                 f"  RSS: {self.rss_start / mib:.1f} MiB at start, {self.rss_baseline / mib:.1f} after "
                 f"warm-up, {self.rss_end / mib:.1f} at the end (growth {self.rss_growth:+.1%}), "
                 f"max {self.rss_max / mib:.1f}",
+                f"  judged: {', '.join(f'{k} {n}' for k, n in sorted(self.judged.items())) or '-'}",
                 f"  findings: {found}",
             ]
         )
@@ -153,8 +160,17 @@ class _Monitor:
         )
         self.stop = threading.Event()
         self.rss_max = 0
+        self.lines: list[str] = []
+        # the prober's lines are read as they come: a full pipe would stop it mid-run
+        self.reader = threading.Thread(target=self._read, name="fuzz-probe-reader", daemon=True)
+        self.reader.start()
         self.sampler = threading.Thread(target=self._sample, name="fuzz-rss", daemon=True)
         self.sampler.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
 
     def _sample(self) -> None:
         while not self.stop.wait(0.25):
@@ -166,10 +182,13 @@ class _Monitor:
         time taken."""
         self.stop.set()
         self.sampler.join()
-        out, _ = self.proc.communicate(input="", timeout=self.timeout + 10)
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(self.timeout + 10)
+        self.reader.join(10)
         probes: list[tuple[float, float]] = []
         failures: list[str] = []
-        for line in out.splitlines():
+        for line in self.lines:
             words = line.split(" ")
             if len(words) < 2:
                 continue
@@ -266,14 +285,20 @@ def run(
         report.rss_end = rss_bytes(target.pid)
     finally:
         probes, report.healthz_failures = monitor.finish()
-    report.seconds = time.monotonic() - started
+    ended = time.monotonic()
+    report.seconds = ended - started
     report.healthz = [seconds for _, seconds in probes]
+    starts = [started, *sorted(at for at, _ in probes), ended]
+    report.probe_gap = max(b - a for a, b in itertools.pairwise(starts))
     if probes:
         at, seconds = max(probes, key=lambda p: p[1])
         report.slowest_probe_during = sorted(
             {label for begin, end, label in spans if begin <= at + seconds and end >= at}
         )
     report.rss_max = max(monitor.rss_max, report.rss_end, report.rss_baseline)
+    for surface in {id(s): s for s, _ in cases}.values():
+        for key, value in surface.stats().items():
+            report.judged[key] = report.judged.get(key, 0) + value
     report.alive = target.alive()
     report.server_5xx = target.server_errors() if report.alive else None
     return report

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -230,6 +231,18 @@ class HttpSurface:
     secrets: tuple[str, ...] = ()  # the configured tokens (the auth class derives wrong ones)
     answer_timeout: float = http.ANSWER_TIMEOUT
     extra: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # what the judge checked (see stats)
+    _counts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _count(self, name: str) -> None:
+        with self._counts_lock:
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def stats(self) -> dict[str, int]:
+        """How many answers the token rule judged: requests without an accepted token on a
+        protected route (`wrong token`) and with one (`right token`)."""
+        with self._counts_lock:
+            return dict(self.counts)
 
     # ---------------------------------------------------------------------- building requests
 
@@ -320,11 +333,15 @@ class HttpSurface:
         status = outcome.status
         plain_400 = status == 400 and not outcome.content_type.startswith("application/json")
         carried = carried_token(request.header("Authorization"))
+        if plain_400:  # refused before any handler read the token
+            return []
         if carried in accepted:
+            self._count("right token")
             if status == 401:
                 return [Finding("valid token refused", case.label, detail)]
             return []
-        if status != 401 and not plain_400:
+        self._count("wrong token")
+        if status != 401:
             return [Finding("token accepted", case.label, detail)]
         return []
 
