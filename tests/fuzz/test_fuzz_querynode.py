@@ -24,7 +24,7 @@ from vectorload_dev.testing.fuzz.targets.querynode import SERVER_ARGS, Querynode
 from vectorload_dev.testing.querynode_harness import DATA_TOKEN, TOKEN, QuerynodeProcess, load_all, next_host
 
 REQUESTS = int(os.environ.get("VECTORLOAD_FUZZ_REQUESTS", "3000"))
-SECONDS = float(os.environ.get("VECTORLOAD_FUZZ_SECONDS", str(max(100.0, REQUESTS * 0.05))))
+SECONDS = float(os.environ.get("VECTORLOAD_FUZZ_SECONDS", str(max(100.0, REQUESTS * 0.03))))
 SEED = int(os.environ.get("VECTORLOAD_FUZZ_SEED", "1"))
 
 
