@@ -11,8 +11,10 @@ generation it asked for — then it knows whether the request can be met. If the
 cannot (not enough querynodes, not enough memory, a bad field list; `state.load_failure`), the
 call fails with the condition's message and the CollectionLoad is put back as it was (deleted if
 the call created it, its spec restored if it changed it), as Milvus refuses such a load and
-keeps what was loaded. The failure must hold for `failure_grace` seconds (the operator may need
-one more pass, e.g. to read a new collection's catalog). A release returns once the
+keeps what was loaded; the call returns after the operator acted on the restored spec. A lasting
+problem (Degraded=True for the same reason) fails at once; a waiting one — no querynode has
+served a new collection's catalog yet — must hold for `failure_grace` seconds, since the operator
+may clear it on its next pass. A release returns once the
 CollectionLoad is gone, which its finalizer allows only after the querynodes dropped the memory.
 """
 
@@ -57,7 +59,7 @@ from .names import (
     collection_load_name,
 )
 from .requests import Limits, QueryArgs, SearchArgs, check_partitions, query_args, search_args
-from .routing import RoundRobin, Route, not_searchable, routes
+from .routing import RoundRobin, Route, plan
 from .search import Querynodes, on_replicas, query_replica, search_replica
 from .state import LoadView
 
@@ -72,8 +74,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     observe_timeout: float = 60.0  # --observe-timeout: for the operator to act on a load
     release_timeout: float = 120.0  # --release-timeout: for a release to finish
-    failure_grace: float = 1.5  # --failure-grace
+    failure_grace: float = 2.0  # --failure-grace: for a waiting problem (state.failure_settled)
     query_default_limit: int = 16384
+    rest_load_wait: float = 120.0  # --rest-load-wait: REST loads return once Loaded (0: at once)
 
 
 @dataclass(frozen=True)
@@ -404,11 +407,11 @@ class MilvusApi:
                 await self.kube.wait_until(
                     lambda: self._view(namespace, collection) is None, self.settings.release_timeout
                 )
-            name, generation = await self._create(namespace, collection, new)
+            name, uid, generation = await self._create(namespace, collection, new)
             created = True
             old: LoadSpec | None = None
         else:
-            name, old = view.name, lifecycle.spec_of(view)
+            name, uid, old = view.name, view.uid, lifecycle.spec_of(view)
             patch = lifecycle.spec_patch(old, new)
             if patch:
                 updated = await self.writer.patch(namespace, name, {"spec": patch})
@@ -417,19 +420,38 @@ class MilvusApi:
                 generation = int(updated["metadata"]["generation"])
             else:
                 generation = view.generation
-        failure = await self._wait_observed(namespace, name, generation)
+        failure = await self._wait_observed(namespace, name, uid, generation)
         if failure is None:
             return
         if rollback:
-            if created:
-                await self.writer.delete(namespace, name)
-            elif old is not None:
-                undo = lifecycle.spec_patch(new, old)
-                if undo:
-                    await self.writer.patch(namespace, name, {"spec": undo})
+            await self._roll_back(namespace, name, uid, created, new, old)
         raise failure
 
-    async def _create(self, namespace: str, collection: str, spec: LoadSpec) -> tuple[str, int]:
+    async def _roll_back(
+        self, namespace: str, name: str, uid: str, created: bool, new: LoadSpec, old: LoadSpec | None
+    ) -> None:
+        """Put the CollectionLoad back as it was before a failed load call, and wait until the
+        operator acted on that (so a GetLoadState right after the failed call tells the truth)."""
+        if created:
+            await self.writer.delete(namespace, name)
+            await self.kube.wait_until(
+                lambda: self.kube.object(namespace, name) is None, self.settings.release_timeout
+            )
+            return
+        undo = lifecycle.spec_patch(new, old) if old is not None else {}
+        if not undo:
+            return
+        restored = await self.writer.patch(namespace, name, {"spec": undo})
+        if restored is not None:
+            generation = int(restored["metadata"]["generation"])
+
+            def observed() -> bool:
+                obj = self.kube.object(namespace, name)
+                return obj is None or obj.uid != uid or (obj.observed_generation or 0) >= generation
+
+            await self.kube.wait_until(observed, self.settings.observe_timeout)
+
+    async def _create(self, namespace: str, collection: str, spec: LoadSpec) -> tuple[str, str, int]:
         for name in (collection_load_name(collection), alternative_name(collection)):
             body = {
                 "apiVersion": "vectorload.io/v1alpha1",
@@ -445,13 +467,24 @@ class MilvusApi:
                 created = await self.writer.create(namespace, body)
             except AlreadyExists:
                 continue  # a CollectionLoad of another collection (made with kubectl) has the name
-            return name, int(created["metadata"].get("generation") or 1)
+            meta = created["metadata"]
+            return name, str(meta.get("uid") or ""), int(meta.get("generation") or 1)
         raise service_unavailable(f"no free CollectionLoad name for collection {collection} in {namespace}")
 
-    async def _wait_observed(self, namespace: str, name: str, generation: int) -> MilvusError | None:
+    async def _wait_observed(
+        self, namespace: str, name: str, uid: str, generation: int
+    ) -> MilvusError | None:
+        """Wait until the operator wrote status for `generation` of the object `uid` (the one
+        this call wrote: the cache may not have seen it yet, or still hold a deleted namesake)."""
+        seen = False
+
         def observed() -> bool:
+            nonlocal seen
             obj = self.kube.object(namespace, name)
-            return obj is None or (obj.observed_generation or 0) >= generation
+            if obj is None or obj.uid != uid:
+                return seen  # gone again after it was seen: deleted meanwhile
+            seen = True
+            return (obj.observed_generation or 0) >= generation
 
         if not await self.kube.wait_until(observed, self.settings.observe_timeout):
             raise service_unavailable(
@@ -459,15 +492,15 @@ class MilvusApi:
                 f"within {self.settings.observe_timeout:g} s: is it running?"
             )
         obj = self.kube.object(namespace, name)
-        if obj is None:
+        if obj is None or obj.uid != uid:
             raise service_unavailable(f"CollectionLoad {namespace}/{name} was deleted meanwhile")
         failure = state.load_failure(obj)
-        if failure is None:
-            return None
+        if failure is None or state.failure_settled(obj):
+            return failure
 
         def resolved() -> bool:
             o = self.kube.object(namespace, name)
-            return o is None or state.load_failure(o) is None
+            return o is None or o.uid != uid or state.load_failure(o) is None
 
         if await self.kube.wait_until(resolved, self.settings.failure_grace):
             return None
@@ -498,6 +531,33 @@ class MilvusApi:
             else 0
         )
         return load, progress
+
+    async def wait_loaded(
+        self, database: str, collection: str, partitions: Sequence[str], within: float
+    ) -> None:
+        """Wait (at most `within` seconds) until the load is complete; raise the load's failure.
+
+        REST clients have no wait loop of their own (pymilvus polls GetLoadingProgress), so the
+        REST load endpoints return once the collection is Loaded, as the seeds' curl sequence
+        (load, then get_load_state: Loaded) expects; still loading after `within`, they return
+        success and get_load_state shows the progress."""
+        namespace = self.databases.namespace(database)
+        info = await self._info(collection)
+        names = check_partitions(partitions, self.settings.limits)
+
+        def done() -> bool:
+            view = self._view(namespace, collection)
+            if view is None or view.deleting:
+                return True
+            return state.load_failure(view) is not None or (
+                state.load_state(view, names, info.partition_names) == state.LOADED
+            )
+
+        await self.kube.wait_until(done, within)
+        view = self._view(namespace, collection)
+        failure = state.load_failure(view) if view is not None else None
+        if failure is not None:
+            raise failure
 
     async def loading_progress(self, database: str, collection: str, partitions: Sequence[str] = ()) -> int:
         """GetLoadingProgress; fails with the condition's message when the load cannot succeed,
@@ -562,14 +622,9 @@ class MilvusApi:
                 raise partition_not_found(p)
             if p not in asked:
                 raise partition_not_loaded(p)
-        candidates = routes(view, self.kube.pods(namespace))
-        if not candidates:
-            raise not_searchable(view, collection)
-        ordered = self.round_robin.order((namespace, collection), candidates)
-        # name the partitions when the resource loads only some: a node may still hold a released
-        # one for a moment, and a search must not see it
-        scope = tuple(partitions) if partitions else (view.partitions or None)
-        return view, ordered, scope
+        chosen = plan(view, self.kube.pods(namespace), asked, partitions)
+        ordered = self.round_robin.order((namespace, collection), chosen.routes)
+        return view, ordered, chosen.partitions
 
     @staticmethod
     def _loaded_fields(view: LoadView, info: CollectionInfo) -> list[str]:

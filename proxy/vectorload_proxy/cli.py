@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a load failure reported by the operator must persist before the call fails "
         f"(default {s.failure_grace:g})",
     )
+    p.add_argument(
+        "--rest-load-wait",
+        type=float,
+        default=s.rest_load_wait,
+        help="seconds a REST load call waits for Loaded before answering (0: at once, as Milvus; "
+        f"default {s.rest_load_wait:g})",
+    )
     limits = p.add_argument_group("limits (each refusal names the flag and its value)")
     limits.add_argument(
         "--max-request-bytes",
@@ -194,6 +201,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         release_timeout=args.release_timeout,
         failure_grace=max(args.failure_grace, 0.0),
         query_default_limit=args.max_query_limit,
+        rest_load_wait=max(args.rest_load_wait, 0.0),
     )
     return ProxyConfig(
         namespace=namespace,

@@ -39,6 +39,7 @@ COLLECTION_NOT_LOADED = 101
 COLLECTION_NOT_FULLY_LOADED = 103
 PARTITION_NOT_FOUND = 200
 PARTITION_NOT_LOADED = 201
+PARTITION_NOT_FULLY_LOADED = 202
 RESOURCE_GROUP_NOT_FOUND = 300
 RESOURCE_GROUP_NODE_NOT_ENOUGH = 304
 REPLICA_NOT_AVAILABLE = 401
@@ -122,6 +123,11 @@ def partition_not_found(partition: str, detail: str = "") -> MilvusError:
 def partition_not_loaded(partition: str, detail: str = "") -> MilvusError:
     text = f"partition not loaded[partition={echo(partition)}]"
     return MilvusError(PARTITION_NOT_LOADED, f"{detail}: {text}" if detail else text)
+
+
+def partition_not_fully_loaded(partition: str, detail: str = "") -> MilvusError:
+    text = f"partition not fully loaded[partition={echo(partition)}]"
+    return MilvusError(PARTITION_NOT_FULLY_LOADED, f"{detail}: {text}" if detail else text, retriable=True)
 
 
 def database_not_found(database: str) -> MilvusError:

@@ -262,7 +262,13 @@ async def v2_collections_load(request: web.Request, raw: bytes) -> Any:
         await api.load_collection(
             db, body.collection_name, body.replica_number, body.load_fields, body.skip_load_dynamic_field
         )
+    await _wait_loaded(api, db, body.collection_name, body.partition_names)
     return {}
+
+
+async def _wait_loaded(api: MilvusApi, database: str, collection: str, partitions: list[str]) -> None:
+    if api.settings.rest_load_wait > 0:
+        await api.wait_loaded(database, collection, partitions, api.settings.rest_load_wait)
 
 
 async def v2_collections_release(request: web.Request, raw: bytes) -> Any:
@@ -311,9 +317,10 @@ async def v2_partitions_stats(request: web.Request, raw: bytes) -> Any:
 
 async def v2_partitions_load(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Partitions, _depth(request))
-    await request.app[API_KEY].load_partitions(
-        _db(request, body.db_name), body.collection_name, body.partition_names, body.replica_number
-    )
+    api = request.app[API_KEY]
+    db = _db(request, body.db_name)
+    await api.load_partitions(db, body.collection_name, body.partition_names, body.replica_number)
+    await _wait_loaded(api, db, body.collection_name, body.partition_names)
     return {}
 
 
@@ -534,10 +541,12 @@ def v1_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[None]]
 
 async def v1_load_collection(request: web.Request, raw: bytes) -> None:
     body = decode(raw, V1Collection, _depth(request))
-    await request.app[API_KEY].load_collection(
+    api = request.app[API_KEY]
+    await api.load_collection(
         body.db_name, body.collection_name, body.replica_number, body.load_fields,
         body.skip_load_dynamic_field, body.resource_groups,
     )  # fmt: skip
+    await _wait_loaded(api, body.db_name, body.collection_name, [])
 
 
 async def v1_release_collection(request: web.Request, raw: bytes) -> None:
@@ -547,10 +556,12 @@ async def v1_release_collection(request: web.Request, raw: bytes) -> None:
 
 async def v1_load_partitions(request: web.Request, raw: bytes) -> None:
     body = decode(raw, V1Partitions, _depth(request))
-    await request.app[API_KEY].load_partitions(
+    api = request.app[API_KEY]
+    await api.load_partitions(
         body.db_name, body.collection_name, body.partition_names, body.replica_number, body.load_fields,
         body.skip_load_dynamic_field, body.resource_groups,
     )  # fmt: skip
+    await _wait_loaded(api, body.db_name, body.collection_name, body.partition_names)
 
 
 async def v1_release_partitions(request: web.Request, raw: bytes) -> None:

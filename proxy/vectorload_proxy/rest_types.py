@@ -85,7 +85,7 @@ class V2Query(V2, frozen=True):
 
 class V2Get(V2, frozen=True):
     collection_name: str
-    id: int | str | list[int] | list[str]
+    id: int | str | list[int | str]
     db_name: str = ""
     output_fields: list[str] = []
     partition_names: list[str] = []

@@ -239,6 +239,19 @@ def load_failure(view: LoadView) -> MilvusError | None:
     return failure_error(view.collection, ready.reason, ready.message)
 
 
+def failure_settled(view: LoadView) -> bool:
+    """The operator planned with the current spec and reports the problem as lasting (Degraded
+    True with the same reason). A waiting problem — no ready querynode has served the collection's
+    catalog yet — is not Degraded and may clear on the operator's next pass."""
+    ready, degraded = view.condition("Ready"), view.condition("Degraded")
+    return (
+        ready is not None
+        and degraded is not None
+        and degraded.status == "True"
+        and degraded.reason == ready.reason
+    )
+
+
 def failure_error(collection: str, reason: str, message: str) -> MilvusError:
     """A condition's reason and message as the Milvus error of the same cause."""
     if reason == "InsufficientNodes":
