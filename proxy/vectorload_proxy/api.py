@@ -59,9 +59,9 @@ from .names import (
     collection_load_name,
 )
 from .requests import Limits, QueryArgs, SearchArgs, check_partitions, query_args, search_args
-from .routing import RoundRobin, Route, plan
+from .routing import Plan, RoundRobin, Route, plan
 from .search import Querynodes, on_replicas, query_replica, search_replica
-from .state import LoadView
+from .state import LoadView, PodView
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class MilvusApi:
         self.round_robin = RoundRobin()
         self._identifiers = itertools.count(int(time.time() * 1000) << 8)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._serving_plans: dict[tuple[str, str], tuple[str, Plan]] = {}  # see _last_plan
 
     # ------------------------------------------------------------------------ session
 
@@ -622,9 +623,42 @@ class MilvusApi:
                 raise partition_not_found(p)
             if p not in asked:
                 raise partition_not_loaded(p)
-        chosen = plan(view, self.kube.pods(namespace), asked, partitions)
-        ordered = self.round_robin.order((namespace, collection), chosen.routes)
+        pods = self.kube.pods(namespace)
+        key = (namespace, collection)
+        try:
+            chosen = plan(view, pods, asked, partitions)
+        except MilvusError as why:
+            chosen = self._last_plan(key, view, pods, partitions, why)
+        else:
+            if any(r.complete for r in view.replica_views):
+                self._serving_plans[key] = (view.uid, chosen)
+        ordered = self.round_robin.order(key, chosen.routes)
         return view, ordered, chosen.partitions
+
+    def _last_plan(
+        self,
+        key: tuple[str, str],
+        view: LoadView,
+        pods: dict[str, PodView],
+        partitions: Sequence[str],
+        why: MilvusError,
+    ) -> Plan:
+        """The replicas that last served a complete copy of this CollectionLoad, while a spec
+        change reloads it (a field change reloads every copy in place: the status counts none of
+        them as loaded for the new field set until swapped, yet the querynodes keep serving the old
+        copies). Used only while the same object exists and every node of a route is still the
+        same serving pod; else the search fails for the reason `routing.plan` gave (`why`)."""
+        remembered = self._serving_plans.get(key)
+        routes_: tuple[Route, ...] = ()
+        if remembered is not None and remembered[0] == view.uid:
+            routes_ = tuple(
+                r
+                for r in remembered[1].routes
+                if all(n in pods and pods[n].url == u for n, u in zip(r.nodes, r.urls, strict=True))
+            )
+        if not routes_:
+            raise why
+        return Plan(routes_, tuple(partitions) if partitions else (view.partitions or None))
 
     @staticmethod
     def _loaded_fields(view: LoadView, info: CollectionInfo) -> list[str]:
