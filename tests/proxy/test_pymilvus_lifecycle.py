@@ -3,19 +3,23 @@ and querynodes: what pymilvus prints, what the CollectionLoad says, and that bot
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import numpy as np
 import pytest
 from pymilvus import Collection, MilvusClient, MilvusException, Partition, connections
 from pymilvus.client.types import LoadState
 
 from vectorload_dev.testing import wait_for
 from vectorload_dev.testing.operator_harness import QuerynodePool, collection_load, is_loaded
-from vectorload_dev.testing.proxy_harness import MY_COLLECTION, MY_DIM, ROOT_TOKEN, ProxyProcess
+from vectorload_dev.testing.proxy_harness import (
+    MY_COLLECTION,
+    MY_DIM,
+    ROOT_TOKEN,
+    ProxyProcess,
+    SearchLoop,
+    cload_of,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -25,46 +29,6 @@ def client(proxy: ProxyProcess, clean: QuerynodePool) -> Iterator[MilvusClient]:
     c = MilvusClient(uri=proxy.uri, token=ROOT_TOKEN)
     yield c
     c.close()
-
-
-def cload_of(pool: QuerynodePool, collection: str) -> dict[str, Any]:
-    found = [o for o in pool.collection_loads() if o["spec"]["collection"] == collection]
-    assert len(found) == 1, found
-    return found[0]
-
-
-class SearchLoop:
-    """Searches in a thread until stopped; every failure is kept."""
-
-    def __init__(self, uri: str, collection: str, field: str, dim: int, **kwargs: Any) -> None:
-        self.uri, self.collection, self.field, self.dim, self.kwargs = uri, collection, field, dim, kwargs
-        self.errors: list[str] = []
-        self.count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        client = MilvusClient(uri=self.uri, token=ROOT_TOKEN)
-        rng = np.random.default_rng(3)
-        while not self._stop.is_set():
-            vector = rng.standard_normal(self.dim).astype(np.float32).tolist()
-            try:
-                hits = client.search(self.collection, [vector], anns_field=self.field, limit=5, **self.kwargs)
-                if len(hits[0]) != 5:
-                    self.errors.append(f"{len(hits[0])} hits instead of 5")
-            except Exception as exc:
-                self.errors.append(str(exc))
-            self.count += 1
-        client.close()
-
-    def __enter__(self) -> SearchLoop:
-        self._thread.start()
-        wait_for("the search loop's first searches", lambda: self.count >= 3, timeout=30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def test_seed_load_collection_then_get_load_state_prints_loaded(

@@ -17,17 +17,21 @@ import itertools
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pymilvus import MilvusClient
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.writer import CollectionWriter
 from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.loopback import free_port, run_slot
 from vectorload_dev.procutil import die_with_parent
+from vectorload_dev.testing.operator_harness import QuerynodePool
 from vectorload_dev.testing.wait import wait_for
 
 __all__ = [
@@ -38,11 +42,13 @@ __all__ = [
     "ROOT_PASSWORD",
     "ROOT_TOKEN",
     "ProxyProcess",
+    "SearchLoop",
+    "cload_of",
     "my_collection_schema",
     "write_my_collection",
 ]
 
-ROOT_PASSWORD = "proxy-test-password"  # noqa: S105 (a throwaway password of local test proxies)
+ROOT_PASSWORD = "Milvus"  # noqa: S105 (Milvus' default root password, as the seeds use it)
 ROOT_TOKEN = f"root:{ROOT_PASSWORD}"
 API_KEY = "proxy-test-api-key"
 _numbers = itertools.count()
@@ -197,3 +203,44 @@ class ProxyProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def cload_of(pool: QuerynodePool, collection: str) -> dict[str, Any]:
+    """The one CollectionLoad of `collection` in the pool's namespace."""
+    found = [o for o in pool.collection_loads() if o["spec"]["collection"] == collection]
+    assert len(found) == 1, found
+    return found[0]
+
+
+class SearchLoop:
+    """Searches in a thread until stopped; every failure is kept."""
+
+    def __init__(self, uri: str, collection: str, field: str, dim: int, **kwargs: Any) -> None:
+        self.uri, self.collection, self.field, self.dim, self.kwargs = uri, collection, field, dim, kwargs
+        self.errors: list[str] = []
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        client = MilvusClient(uri=self.uri, token=ROOT_TOKEN)
+        rng = np.random.default_rng(3)
+        while not self._stop.is_set():
+            vector = rng.standard_normal(self.dim).astype(np.float32).tolist()
+            try:
+                hits = client.search(self.collection, [vector], anns_field=self.field, limit=5, **self.kwargs)
+                if len(hits[0]) != 5:
+                    self.errors.append(f"{len(hits[0])} hits instead of 5")
+            except Exception as exc:
+                self.errors.append(str(exc))
+            self.count += 1
+        client.close()
+
+    def __enter__(self) -> SearchLoop:
+        self._thread.start()
+        wait_for("the search loop's first searches", lambda: self.count >= 3, timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
