@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a REST load call waits for Loaded before answering (0: at once, as Milvus; "
         f"default {s.rest_load_wait:g})",
     )
+    p.add_argument(
+        "--grpc-direct-port",
+        type=int,
+        default=None,
+        help="also serve gRPC straight from grpc.aio on this port, without the one-port mux "
+        "(to measure what the mux adds; off by default)",
+    )
     limits = p.add_argument_group("limits (each refusal names the flag and its value)")
     limits.add_argument(
         "--max-request-bytes",
@@ -216,6 +223,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         data_token_file=args.data_token_file,
         data_token_env=os.environ.get(DATA_TOKEN_ENV),
         request_timeout=args.request_timeout,
+        grpc_direct_port=args.grpc_direct_port,
         settings=settings,
     )
 

@@ -54,6 +54,7 @@ class ProxyConfig:
     request_timeout: float = 30.0
     max_send_bytes: int = 512 << 20
     resync: float = DEFAULT_RESYNC
+    grpc_direct_port: int | None = None  # --grpc-direct-port: gRPC without the one-port mux
     settings: Settings = field(default_factory=Settings)
 
 
@@ -120,6 +121,9 @@ class Proxy:
         )
         milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(self.api, self.metrics), server)
         server.add_insecure_port(f"unix:{self.grpc_path}")
+        if cfg.grpc_direct_port is not None:
+            host = f"[{cfg.bind_address}]" if ":" in cfg.bind_address else cfg.bind_address
+            server.add_insecure_port(f"{host}:{cfg.grpc_direct_port}")
         await server.start()
         self.grpc_server = server
 

@@ -104,6 +104,7 @@ class ProxyProcess:
         no_auth: bool = False,
         credentials: Sequence[str] = (ROOT_TOKEN, API_KEY),
         extra_args: Sequence[str] = (),
+        host: str | None = None,
     ) -> None:
         self.plane = plane
         self.workdir = workdir
@@ -111,7 +112,7 @@ class ProxyProcess:
         self.storage_root = storage_root
         self.no_auth = no_auth
         self.number = next(_numbers)
-        self.host = run_slot().host
+        self.host = host or run_slot().host  # benchmarks pass their own (127.1.x.y)
         self.port = free_port(self.host)
         self.http_port = free_port(self.host)
         self.credentials_file = workdir / f"proxy-{self.number}-credentials"
