@@ -248,6 +248,31 @@ class MilvusService(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc
             ],
         )
 
+    @rpc
+    async def GetIndexState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.api.describe_index(
+            _database(request, context), request.collection_name, request.field_name or request.index_name
+        )  # every index is built when a segment is written: Finished, or 700 index not found
+        return milvus_pb2.GetIndexStateResponse(status=status(), state=common_pb2.Finished)
+
+    @rpc
+    async def GetIndexBuildProgress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        rows = await self.api.describe_index(
+            _database(request, context), request.collection_name, request.field_name or request.index_name
+        )
+        total = rows[0].rows if rows else 0
+        return milvus_pb2.GetIndexBuildProgressResponse(status=status(), indexed_rows=total, total_rows=total)
+
+    @rpc
+    async def ListAliases(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        database = _database(request, context)
+        if request.collection_name:
+            await self.api.describe_collection(database, request.collection_name)
+        name, _ = self.api.describe_database(database)
+        return milvus_pb2.ListAliasesResponse(
+            status=status(), db_name=name, collection_name=request.collection_name, aliases=[]
+        )  # vectorload has no aliases
+
     # ---------------------------------------------------------------------- lifecycle
 
     @rpc

@@ -344,6 +344,7 @@ def test_describe_has_and_list_calls(proxy: ProxyProcess, client: MilvusClient) 
     assert sorted(indexes) == ["book_intro", "cover"]
     index = client.describe_index("book", "book_intro")
     assert index["index_type"] == "HNSW" and index["metric_type"] == "L2"
+    assert client.list_aliases("book")["aliases"] == []
     with pytest.raises(MilvusException) as info:
         client.describe_collection("nope")
     assert info.value.code == 100
