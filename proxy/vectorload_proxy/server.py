@@ -180,8 +180,8 @@ async def serve(config: ProxyConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         await proxy.start()
-    except OSError as exc:
-        log.error("cannot start the proxy: %s", exc)
+    except Exception as exc:  # a port in use, no Kubernetes configuration, ...
+        log.error("cannot start the proxy: %s: %s", type(exc).__name__, exc)
         await proxy.stop()
         return 1
     await stop.wait()

@@ -21,7 +21,7 @@ import pytest
 from pymilvus import MilvusClient, MilvusException
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
-from vectorload_dev.testing import wait_for
+from vectorload_dev.testing import run_slot, wait_for
 from vectorload_dev.testing.operator_harness import TEST_TOKEN, QuerynodePool
 from vectorload_dev.testing.proxy_harness import (
     API_KEY,
@@ -387,7 +387,16 @@ def test_command_line_exit_codes(tmp_path: Path, storage_root: Path) -> None:
     empty.write_text("# nobody\n")
     bad = subprocess.run(
         [*run, "--storage-root", str(storage_root), "--credentials-file", str(empty),
-         "--port", "0", "--http-port", "0", "--bind-address", "127.0.0.1"],
+         "--port", "0", "--http-port", "0", "--bind-address", run_slot().host],
         capture_output=True, text=True, timeout=60, env={**os.environ, "KUBECONFIG": str(tmp_path / "none")},
     )  # fmt: skip
     assert bad.returncode == 1 and "holds no credential" in bad.stderr
+    good = tmp_path / "good-credentials"
+    good.write_text("root:Milvus\n")
+    no_kube = subprocess.run(
+        [*run, "--storage-root", str(storage_root), "--credentials-file", str(good),
+         "--port", "0", "--http-port", "0", "--bind-address", run_slot().host],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "KUBECONFIG": str(tmp_path / "none"), "KUBERNETES_SERVICE_HOST": ""},
+    )  # fmt: skip
+    assert no_kube.returncode == 1 and "cannot start the proxy" in no_kube.stderr
