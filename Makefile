@@ -35,7 +35,7 @@ lint: venv
 
 typecheck: venv
 	@echo "==> mypy"
-	@$(BIN)/mypy -p vectorload -p vectorload_operator -p vectorload_querynode -p vectorload_dev
+	@$(BIN)/mypy -p vectorload -p vectorload_operator -p vectorload_querynode -p vectorload_proxy -p vectorload_dev
 
 test: venv binaries lint typecheck
 	@echo "==> pytest"

@@ -20,6 +20,10 @@ Subcommands = Mapping[str, tuple[str, str]]
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("vectorload_operator.cli:main", "run the operator (kopf)"),
     "querynode": ("vectorload_querynode.cli:main", "run a querynode (hnswlib data plane, HTTP API)"),
+    "proxy": (
+        "vectorload_proxy.cli:main",
+        "run the Milvus front door (gRPC MilvusService + REST v2, REST v1)",
+    ),
     "ingest": ("vectorload.storage.cli:ingest_main", "ingest .npy vectors + JSONL rows into a collection"),
     "sample": ("vectorload.storage.cli:sample_main", "write the deterministic sample collection `book`"),
     "search": ("vectorload.client.cli:search_main", "search a loaded CollectionLoad through its querynodes"),

@@ -40,7 +40,7 @@ from vectorload_dev.procutil import die_with_parent
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_UID = 10001
 # the product's import packages: the only top-level names its distribution may install
-PRODUCT_PACKAGES = {"vectorload", "vectorload_operator", "vectorload_querynode"}
+PRODUCT_PACKAGES = {"vectorload", "vectorload_operator", "vectorload_querynode", "vectorload_proxy"}
 # what must not be importable in the image: dev tooling, test helpers, test and build tools
 NOT_IN_IMAGE = (
     "vectorload.devcluster",
@@ -59,7 +59,7 @@ NOT_IN_IMAGE = (
     "setuptools",
 )
 DEV_COMMANDS = ("cluster", "kubelet", "demo")
-PRODUCT_COMMANDS = ("operator", "querynode", "ingest", "sample", "search")
+PRODUCT_COMMANDS = ("operator", "querynode", "proxy", "ingest", "sample", "search")
 
 # a cold build (empty ~/.cache/vectorload/image) takes about 4 minutes, warm seconds
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "collectionload.yaml"
-PRODUCT_ROOTS = ("src", "operator", "querynode")
+PRODUCT_ROOTS = ("src", "operator", "querynode", "proxy")
 # module or package names of development and test tooling: none may appear in a shipped path
 DEV_NAMES = {"vectorload_dev", "devcluster", "kubelet", "e2e", "demo", "testing", "procutil", "devtools"}
 
@@ -56,10 +56,11 @@ def shipped(wheel: Path) -> list[str]:
 def test_the_wheel_holds_no_dev_or_test_module(wheel: Path) -> None:
     names = shipped(wheel)
     tops = {n.split("/", 1)[0] for n in names}
-    assert tops == {"vectorload", "vectorload_operator", "vectorload_querynode"}, tops
+    assert tops == {"vectorload", "vectorload_operator", "vectorload_querynode", "vectorload_proxy"}, tops
     offending = [n for n in names if DEV_NAMES & {Path(p).stem for p in n.split("/")}]
     assert offending == [], f"dev/test modules in the product wheel: {offending}"
     assert "vectorload_operator/core/planner.py" in names and "vectorload_querynode/node.py" in names
+    assert "vectorload_proxy/grpc_service.py" in names
 
 
 def test_the_wheel_carries_the_crd_and_one_console_script(wheel: Path) -> None:
@@ -101,7 +102,10 @@ def run(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_installed_product_is_the_wheel_and_has_no_dev_package(installed: Path) -> None:
     python = str(installed / "bin" / "python")
-    code = "import vectorload, vectorload_operator.core, vectorload_querynode.node as n; print(n.__file__)"
+    code = (
+        "import vectorload, vectorload_operator.core, vectorload_proxy.grpc_service, "
+        "vectorload_querynode.node as n; print(n.__file__)"
+    )
     where = run(installed, python, "-c", code)
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(installed)
@@ -117,7 +121,7 @@ def test_the_installed_cli_lists_production_commands_only(installed: Path) -> No
     assert shown.returncode == 0, shown.stderr
     listing = shown.stdout.split("commands:", 1)[1]
     commands = {line.split()[0] for line in listing.splitlines() if line.strip()}
-    assert commands == {"operator", "querynode", "ingest", "sample", "search", "crd"}
+    assert commands == {"operator", "querynode", "proxy", "ingest", "sample", "search", "crd"}
     for dev in ("cluster", "kubelet", "demo"):
         refused = run(installed, cli, dev)
         assert refused.returncode == 2 and f"unknown command {dev!r}" in refused.stderr
@@ -163,5 +167,17 @@ def test_the_operator_package_never_names_the_querynode_package() -> None:
         for path in sorted((REPO / "operator").rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if "vectorload_querynode" in line
+    ]
+    assert offending == []
+
+
+def test_the_proxy_package_names_neither_the_operator_nor_the_querynode_package() -> None:
+    """The proxy reaches the operator through CollectionLoads and the querynodes over HTTP
+    (vectorload.client), never by importing their code."""
+    offending = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "proxy").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "vectorload_querynode" in line or "vectorload_operator" in line
     ]
     assert offending == []

@@ -1,0 +1,404 @@
+"""The Milvus front door: pymilvus search q/s and latency through `vectorload proxy` vs the
+querynode's own API vs bare `knn_query` (same client threads, batch 1 and 100), what the one-port
+mux adds (gRPC straight to grpc.aio vs through the pump), and `load_collection` wall time through
+pymilvus vs `kubectl apply` + wait for Loaded.
+
+Goals (issue 10): the proxy adds <= 1 ms p50 at batch 1 over the querynode's own API; batch-100
+q/s through the proxy >= 0.8x bare knn_query with the same number of threads.
+
+Setup: a fresh local control plane, the operator, one querynode (so the proxy's fan-out is one
+node and the querynode's own API is the same work), the sample with `book_id` + `book_intro`
+loaded, top-10, ef 64, hnswlib on one thread per call; every figure measured in the same run.
+Results: bench/results/proxy-<size>.json and docs/bench-proxy-<size>.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import heapq
+import http.client
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import hnswlib
+import numpy as np
+import numpy.typing as npt
+from pymilvus import MilvusClient
+from pymilvus.client.prepare import Prepare
+from pymilvus.grpc_gen import milvus_pb2_grpc
+
+from bench.common import DEFAULT_CACHE, bench_spec, segments
+from bench.operator_common import TOKEN as BENCH_TOKEN  # the querynodes' token (the data API takes it)
+from bench.operator_common import Bench, Watcher, operator_bench, prepared_sample, write_result
+from vectorload.storage.sample import COLLECTION, sample_queries
+from vectorload_dev.loopback import free_port, loopback_hosts
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.operator_harness import collection_load, is_loaded
+from vectorload_dev.testing.proxy_harness import ROOT_TOKEN, ProxyProcess
+
+TOP_K = 10
+EF = 64
+FIELDS = ["book_id", "book_intro"]
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+class Run:
+    """Calls of one system from `threads` client threads for `seconds`: q/s and call latencies."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+
+    def figures(self, elapsed: float) -> dict[str, float]:
+        lat = sorted(self.latencies)
+        return {
+            "qps": self.queries / elapsed,
+            "p50_ms": 1000 * lat[len(lat) // 2],
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "calls": len(lat),
+        }
+
+
+def measure(
+    make_call: Callable[[], Callable[[npt.NDArray[np.float32]], None]],
+    queries: npt.NDArray[np.float32],
+    batch: int,
+    threads: int,
+    seconds: float,
+) -> dict[str, float]:
+    run = Run()
+    chunks = [queries[s : s + batch] for s in range(0, len(queries) - batch + 1, batch)]
+    start = threading.Barrier(threads + 1)
+
+    def worker(offset: int) -> None:
+        call = make_call()
+        call(chunks[0])  # warm: connections, caches
+        start.wait()
+        i = offset
+        local: list[float] = []
+        done = 0
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            call(chunks[i % len(chunks)])
+            local.append(time.perf_counter() - t0)
+            done += batch
+            i += 1
+        with run.lock:
+            run.latencies += local
+            run.queries += done
+
+    deadline = float("inf")
+    workers = [threading.Thread(target=worker, args=(t * 7,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    began = time.perf_counter()
+    deadline = began + seconds
+    for w in workers:
+        w.join()
+    return run.figures(time.perf_counter() - began)
+
+
+# ------------------------------------------------------------------------------------ systems
+
+
+def bare_call(indexes: list[Any]) -> Callable[[], Callable[[npt.NDArray[np.float32]], None]]:
+    """knn_query on every segment index in this process, one hnswlib thread, the same merge."""
+
+    def make() -> Callable[[npt.NDArray[np.float32]], None]:
+        def call(chunk: npt.NDArray[np.float32]) -> None:
+            per_segment = [index.knn_query(chunk, k=TOP_K, num_threads=1) for index in indexes]
+            for qi in range(len(chunk)):
+                heapq.nsmallest(
+                    TOP_K,
+                    (
+                        (d, int(lab))
+                        for labels, dists in per_segment
+                        for lab, d in zip(labels[qi], dists[qi], strict=True)
+                    ),
+                )
+
+        return call
+
+    return make
+
+
+def querynode_call(host: str, port: int) -> Callable[[], Callable[[npt.NDArray[np.float32]], None]]:
+    """The querynode's own HTTP API, one keep-alive connection per thread (what a client of it does)."""
+
+    def make() -> Callable[[npt.NDArray[np.float32]], None]:
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_TOKEN}"}
+
+        def call(chunk: npt.NDArray[np.float32]) -> None:
+            body = json.dumps(
+                {
+                    "collection": COLLECTION,
+                    "annsField": "book_intro",
+                    "vectors": chunk.tolist(),
+                    "topK": TOP_K,
+                    "ef": EF,
+                }
+            )
+            conn.request("POST", "/v1/search", body, headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(payload[:300])
+
+        return call
+
+    return make
+
+
+def pymilvus_call(uri: str) -> Callable[[], Callable[[npt.NDArray[np.float32]], None]]:
+    """pymilvus MilvusClient.search (the client code an application runs), one client per thread."""
+
+    def make() -> Callable[[npt.NDArray[np.float32]], None]:
+        client = MilvusClient(uri=uri, token=ROOT_TOKEN)
+        params = {"params": {"ef": EF}}
+
+        def call(chunk: npt.NDArray[np.float32]) -> None:
+            hits = client.search(
+                COLLECTION, list(chunk), anns_field="book_intro", limit=TOP_K, search_params=params
+            )
+            if len(hits) != len(chunk) or len(hits[0]) != TOP_K:
+                raise RuntimeError(f"short answer: {len(hits)} x {len(hits[0]) if hits else 0}")
+
+        return call
+
+    return make
+
+
+def stub_call(address: str) -> Callable[[], Callable[[npt.NDArray[np.float32]], None]]:
+    """The bare gRPC stub with requests encoded by pymilvus' own Prepare beforehand and answers
+    not parsed: what the proxy itself adds, without pymilvus' client-side work."""
+
+    def make() -> Callable[[npt.NDArray[np.float32]], None]:
+        channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        stub = milvus_pb2_grpc.MilvusServiceStub(channel)
+        metadata = [("authorization", base64.b64encode(ROOT_TOKEN.encode()).decode())]
+        cache: dict[int, Any] = {}
+
+        def call(chunk: npt.NDArray[np.float32]) -> None:
+            key = id(chunk)
+            request = cache.get(key)
+            if request is None:
+                request = cache[key] = Prepare.search_requests_with_expr(
+                    COLLECTION, "book_intro", {"params": {"ef": EF}}, TOP_K, data=list(chunk)
+                )
+            answer = stub.Search(request, metadata=metadata, timeout=60)
+            if answer.status.code != 0 or answer.results.num_queries != len(chunk):
+                raise RuntimeError(f"search failed: {answer.status.reason}")
+
+        return call
+
+    return make
+
+
+# -------------------------------------------------------------------------------------- loads
+
+
+def load_rounds(bench: Bench, proxy: ProxyProcess, rounds: int) -> dict[str, Any]:
+    """load_collection through pymilvus (create + wait for 100 %) vs `kubectl apply` + a watch
+    seeing Loaded; each round starts from nothing loaded (released and gone)."""
+    client = MilvusClient(uri=proxy.uri, token=ROOT_TOKEN)
+    pool = bench.pool
+    via_pymilvus: list[float] = []
+    via_kubectl: list[float] = []
+    with Watcher(bench.cluster, bench.ns) as watcher:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            client.load_collection(COLLECTION, load_fields=FIELDS, skip_load_dynamic_field=True)
+            via_pymilvus.append(time.perf_counter() - t0)
+            client.release_collection(COLLECTION)
+            t0 = time.perf_counter()
+            after = time.monotonic()
+            spec = {"collection": COLLECTION, "loadFields": FIELDS, "skipLoadDynamicField": True}
+            pool.kubectl_apply([collection_load("book-by-kubectl", spec)])
+            watcher.wait(
+                lambda o: o["metadata"]["name"] == "book-by-kubectl" and is_loaded(o), after, 300, "Loaded"
+            )
+            via_kubectl.append(time.perf_counter() - t0)
+            pool.delete("book-by-kubectl")
+            wait_for("book-by-kubectl gone", lambda: not pool.exists("book-by-kubectl"), timeout=120)
+    client.close()
+    return {
+        "load_pymilvus_s": statistics.median(via_pymilvus),
+        "load_kubectl_s": statistics.median(via_kubectl),
+        "load_pymilvus_rounds_s": via_pymilvus,
+        "load_kubectl_rounds_s": via_kubectl,
+    }
+
+
+# --------------------------------------------------------------------------------------- plot
+
+
+def svg_plot(figures: dict[str, Any], title: str) -> str:
+    """Grouped bars of q/s per system at batch 1 and 100 (a dependency-free SVG)."""
+    systems = [
+        ("bare", "bare knn_query", "#888"),
+        ("querynode", "querynode API", "#4c78a8"),
+        ("stub", "gRPC stub → proxy", "#e45756"),
+        ("proxy", "pymilvus → proxy", "#f58518"),
+        ("direct_grpc", "pymilvus → grpc (no mux)", "#54a24b"),
+    ]
+    width, height, left, top, bottom = 820, 360, 40, 40, 60
+    panels = [1, 100]
+    panel_w = (width - left - 20) / len(panels)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+    ]
+    for p, batch in enumerate(panels):
+        values = [float(figures.get(f"{key}_batch{batch}", {}).get("qps", 0)) for key, _, _ in systems]
+        top_value = max(values) * 1.15 or 1
+        x0 = left + p * panel_w
+        plot_h = height - top - bottom
+        parts.append(
+            f'<text x="{x0 + panel_w / 2}" y="{height - 15}" text-anchor="middle">batch {batch} (q/s)</text>'
+        )
+        bar_w = panel_w / (len(systems) + 1)
+        for i, ((_, label, color), value) in enumerate(zip(systems, values, strict=True)):
+            h = plot_h * value / top_value
+            x = x0 + bar_w * (i + 0.5)
+            y = top + plot_h - h
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.8:.1f}" height="{h:.1f}" '
+                f'fill="{color}"><title>{label}</title></rect>'
+            )
+            parts.append(
+                f'<text x="{x + bar_w * 0.4:.1f}" y="{y - 4:.1f}" text-anchor="middle">{value:.0f}</text>'
+            )
+    for i, (_, label, color) in enumerate(systems):
+        parts.append(f'<rect x="{left + i * 140}" y="{height - 45}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{left + i * 140 + 14}" y="{height - 36}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="medium", choices=["tiny", "small", "medium", "large"])
+    p.add_argument("--seconds", type=float, default=8.0, help="measuring time per figure")
+    p.add_argument("--threads", type=int, default=1, help="client threads (the same for every system)")
+    p.add_argument("--rounds", type=int, default=3, help="load rounds per way of loading")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--operator-arg", action="append", default=[])
+    p.add_argument("--label", default="")
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args()
+    root = prepared_sample(args.size, args.cache_dir)
+    spec = bench_spec(args.size, 64)
+    queries = sample_queries(42, 400, "book_intro", spec)
+    segs = segments(root)
+    figures: dict[str, Any] = {}
+    indexes = []
+    for seg in segs:
+        index = hnswlib.Index(space="l2", dim=spec.intro_dim)
+        index.load_index(str(seg.paths["book_intro"]))
+        index.set_ef(EF)
+        indexes.append(index)
+    for batch in (1, 100):
+        figures[f"bare_batch{batch}"] = measure(
+            bare_call(indexes), queries, batch, args.threads, args.seconds
+        )
+    del indexes
+
+    hosts = loopback_hosts(1, 250, 250)
+    with operator_bench("vectorload-bench-proxy-", "bench-proxy", root, args) as bench:
+        bench.pool.add_node("qn-0", memory_limit="8Gi")
+        bench.operator.start()
+        proxy_host = next(hosts)
+        direct_port = free_port(proxy_host)
+        proxy = ProxyProcess(
+            bench.cluster.plane,
+            bench.workdir,
+            bench.ns,
+            root,
+            data_token=BENCH_TOKEN,
+            host=proxy_host,
+            extra_args=["--grpc-direct-port", str(direct_port)],
+        ).start()
+        try:
+            figures.update(load_rounds(bench, proxy, args.rounds))
+            client = MilvusClient(uri=proxy.uri, token=ROOT_TOKEN)
+            client.load_collection(COLLECTION, load_fields=FIELDS, skip_load_dynamic_field=True)
+            client.close()
+            qn = bench.pool.nodes["qn-0"]
+            for batch in (1, 100):
+                for key, make in (
+                    ("querynode", querynode_call(qn.host, int(qn.port or 0))),
+                    ("proxy", pymilvus_call(proxy.uri)),
+                    ("stub", stub_call(proxy.address)),
+                    ("direct_grpc", pymilvus_call(f"http://{proxy_host}:{direct_port}")),
+                ):
+                    figures[f"{key}_batch{batch}"] = measure(make, queries, batch, args.threads, args.seconds)
+        finally:
+            proxy.stop()
+        b1 = {k: figures[f"{k}_batch1"] for k in ("bare", "querynode", "proxy", "stub", "direct_grpc")}
+        figures.update(
+            proxy_added_p50_ms=b1["stub"]["p50_ms"] - b1["querynode"]["p50_ms"],
+            pymilvus_added_p50_ms=b1["proxy"]["p50_ms"] - b1["stub"]["p50_ms"],
+            mux_added_p50_ms=b1["proxy"]["p50_ms"] - b1["direct_grpc"]["p50_ms"],
+            ratio_proxy_to_bare_batch100=figures["proxy_batch100"]["qps"] / figures["bare_batch100"]["qps"],
+            ratio_proxy_to_querynode_batch100=figures["proxy_batch100"]["qps"]
+            / figures["querynode_batch100"]["qps"],
+            ratio_querynode_to_bare_batch100=figures["querynode_batch100"]["qps"]
+            / figures["bare_batch100"]["qps"],
+            segments=len(segs),
+            top_k=TOP_K,
+            ef=EF,
+            threads=args.threads,
+            fields=FIELDS,
+        )
+        path = write_result(
+            "proxy", args.size + (f"-t{args.threads}" if args.threads != 1 else ""), args, bench, figures
+        )
+    label = f"{args.size}" + (f"-t{args.threads}" if args.threads != 1 else "")
+    svg = DOCS / f"bench-proxy-{label}.svg"
+    svg.write_text(
+        svg_plot(
+            figures, f"search q/s, sample {args.size}, top-{TOP_K}, ef {EF}, {args.threads} client thread(s)"
+        )
+    )
+    print(
+        f"sample {args.size}: {len(segs)} segments on one querynode, top-{TOP_K}, ef {EF}, "
+        f"{args.threads} thread(s)"
+    )
+    for batch in (1, 100):
+        cells = [
+            (k, figures[f"{k}_batch{batch}"]) for k in ("bare", "querynode", "stub", "proxy", "direct_grpc")
+        ]
+        row = "   ".join(
+            f"{k} {f['qps']:8.1f} q/s (p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms)" for k, f in cells
+        )
+        print(f"batch {batch:>3}: {row}")
+    print(
+        f"proxy adds {figures['proxy_added_p50_ms']:.2f} ms p50 at batch 1 over the querynode's API "
+        f"(goal <= 1 ms; bare stub), pymilvus' client {figures['pymilvus_added_p50_ms']:.2f} ms more, mux "
+        f"{figures['mux_added_p50_ms']:.2f} ms; batch 100 through the proxy = "
+        f"{figures['ratio_proxy_to_bare_batch100']:.2f}x bare (goal >= 0.8)"
+    )
+    print(
+        f"load_collection via pymilvus {figures['load_pymilvus_s']:.2f} s, kubectl apply + wait "
+        f"{figures['load_kubectl_s']:.2f} s (median of {args.rounds})"
+    )
+    print(f"results: {path}; plot: {svg}")
+
+
+if __name__ == "__main__":
+    main()
