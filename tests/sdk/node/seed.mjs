@@ -44,7 +44,8 @@ console.log(res.state);
 // Load only the specified fields. The seed calls `client.load_collection` and
 // `client.getCollectionLoadState`: those are the REST client's (HttpClient) names; the gRPC
 // client's loadCollection takes the same load_fields and skip_load_dynamic_field.
-if (process.env.SKIP_LOAD_FIELDS !== "1") {
+// (SKIP_REST_V2=1: a server without REST v2, e.g. Milvus 2.3.5.)
+if (process.env.SKIP_REST_V2 !== "1") {
   console.log("== load my_collection load_fields");
   await client.loadCollection({
     collection_name: "my_collection",

@@ -89,27 +89,25 @@ func main() {
 	}
 	fmt.Println(state)
 
-	if os.Getenv("SKIP_LOAD_FIELDS") != "1" {
-		fmt.Println("== load my_collection load_fields")
-		loadTask, err = client.LoadCollection(ctx, milvusclient.NewLoadCollectionOption("my_collection").
-			WithLoadFields("my_id", "my_vector"))
-		if err != nil {
-			fmt.Println(err.Error())
-		}
-		// sync wait collection to be loaded
-		err = loadTask.Await(ctx)
-		if err != nil {
-			fmt.Println(err.Error())
-		}
-		state, err = client.GetLoadState(ctx, milvusclient.NewGetLoadStateOption("my_collection"))
-		if err != nil {
-			fmt.Println(err.Error())
-		}
-		fmt.Println(state)
-		err = client.ReleaseCollection(ctx, milvusclient.NewReleaseCollectionOption("my_collection"))
-		if err != nil {
-			fmt.Println(err.Error())
-		}
+	fmt.Println("== load my_collection load_fields")
+	loadTask, err = client.LoadCollection(ctx, milvusclient.NewLoadCollectionOption("my_collection").
+		WithLoadFields("my_id", "my_vector"))
+	if err != nil {
+		fmt.Println(err.Error())
+	}
+	// sync wait collection to be loaded
+	err = loadTask.Await(ctx)
+	if err != nil {
+		fmt.Println(err.Error())
+	}
+	state, err = client.GetLoadState(ctx, milvusclient.NewGetLoadStateOption("my_collection"))
+	if err != nil {
+		fmt.Println(err.Error())
+	}
+	fmt.Println(state)
+	err = client.ReleaseCollection(ctx, milvusclient.NewReleaseCollectionOption("my_collection"))
+	if err != nil {
+		fmt.Println(err.Error())
 	}
 
 	fmt.Println("== release partitions book novel")

@@ -86,21 +86,19 @@ public final class SeedV2 {
         res = client.getLoadState(loadStateReq);
         System.out.println(res);
 
-        if (!"1".equals(System.getenv("SKIP_LOAD_FIELDS"))) {
-            System.out.println("== load my_collection load_fields");
-            // 6. Load the collection
-            loadCollectionReq = LoadCollectionReq.builder()
-                    .collectionName("my_collection")
-                    .loadFields(Arrays.asList("my_id", "my_vector"))
-                    .build();
+        System.out.println("== load my_collection load_fields");
+        // 6. Load the collection
+        loadCollectionReq = LoadCollectionReq.builder()
+                .collectionName("my_collection")
+                .loadFields(Arrays.asList("my_id", "my_vector"))
+                .build();
 
-            client.loadCollection(loadCollectionReq);
+        client.loadCollection(loadCollectionReq);
 
-            // 7. Get load state of the collection
-            res = client.getLoadState(loadStateReq);
-            System.out.println(res);
-            client.releaseCollection(releaseCollectionReq);
-        }
+        // 7. Get load state of the collection
+        res = client.getLoadState(loadStateReq);
+        System.out.println(res);
+        client.releaseCollection(releaseCollectionReq);
 
         System.out.println("== release partitions book novel");
         client.loadCollection(LoadCollectionReq.builder().collectionName("book").build());
