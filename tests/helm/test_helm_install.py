@@ -376,7 +376,7 @@ def test_rbac_matrix_proxy_namespaced(namespaced_release: Release) -> None:
     assert not wrong, f"proxy ServiceAccount should: {wrong}"
     jsonpath = "jsonpath={.spec.template.spec.containers[0].args}"
     args = rel.plane.kubectl("-n", home, "get", "deployment", "vlns-vectorload-proxy", "-o", jsonpath).stdout
-    assert f"--watch-namespaces={home},{watched}" in args
+    assert f"--watch-namespaces={watched}" in args and "--namespace=$(POD_NAMESPACE)" in args
 
 
 def test_upgrade_keeps_the_token(release: Release) -> None:
