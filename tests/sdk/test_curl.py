@@ -6,7 +6,9 @@ What is asserted is what Milvus answers. Two lines of the seed's sample output d
 own REST v2 handler (internal/distributed/proxy/httpserver/handler_v2.go): Milvus puts `message`
 beside `data`, not inside it, and a released collection reads `{"loadState": "LoadStateNotLoad"}`
 (the proto enum's name; the seed's "LoadStateNotLoaded" is no enum value, and NotLoad carries no
-progress). REST v1 answers the status as protobuf JSON, `{}` for success (Milvus 2.3.5 does)."""
+progress). REST v1 answers the status as protobuf JSON, `{}` for success (Milvus 2.3.5 does). The REST v1
+seed carries no credentials (it was written for a Milvus without authentication); against the
+chart's proxy it is refused with Milvus' 1800, and run again with the REST v2 seed's header."""
 
 from __future__ import annotations
 
@@ -51,10 +53,13 @@ curl --request POST \\
     "collectionName": "my_collection"
 }'
 """
-# REST v1, as the seed writes it; `http://localhost:9091` becomes ${REST_V1}
+# REST v1, as the seed writes it; `http://localhost:9091` becomes ${REST_V1}. The seed's command
+# was written for a Milvus without authentication: ${AUTH} is the one line added, the same
+# `Authorization` header the REST v2 seed sends (empty: exactly the seed's command).
 RELEASE_PARTITIONS_V1 = """
 curl -X 'DELETE' \\
   "${REST_V1}/api/v1/partitions/load" \\
+  ${AUTH:+-H "Authorization: Bearer ${TOKEN}"} \\
   -H 'accept: application/json' \\
   -H 'Content-Type: application/json' \\
   -d '{
@@ -67,6 +72,7 @@ curl -X 'DELETE' \\
 LOAD_V1 = """
 curl -X 'POST' \\
   "${REST_V1}/api/v1/collection/load" \\
+  ${AUTH:+-H "Authorization: Bearer ${TOKEN}"} \\
   -H 'accept: application/json' \\
   -H 'Content-Type: application/json' \\
   -d '{
@@ -75,11 +81,12 @@ curl -X 'POST' \\
 """
 
 
-def curl(endpoint: Endpoint, script: str, token: str | None = None) -> Any:
+def curl(endpoint: Endpoint, script: str, token: str | None = None, auth: bool = True) -> Any:
     env = {
         "CLUSTER_ENDPOINT": endpoint.uri,
         "TOKEN": endpoint.token if token is None else token,
         "REST_V1": endpoint.http_uri,
+        "AUTH": "1" if auth else "",
     }
     program = sdk.Program("curl", ("bash", "-c", f"set -eu\n{script.strip()}"), sdk.SDK_DIR)
     proc = program.run(env, netns_pid=endpoint.netns_pid, timeout=60)
@@ -135,6 +142,10 @@ def test_rest_v2_refuses_a_wrong_token(endpoint: Endpoint) -> None:
 
 
 def test_rest_v1_release_partitions(endpoint: Endpoint) -> None:
+    if endpoint.backend == "proxy":
+        # the seed's command exactly as written has no credentials: the chart's proxy wants them
+        refused = curl(endpoint, RELEASE_PARTITIONS_V1, auth=False)
+        assert refused["code"] == 1800 and "authenticated" in refused["message"], refused
     assert curl(endpoint, LOAD_V1) == {}
     deadline = time.monotonic() + 120
     while load_state(endpoint, "book") != "book: Loaded":
