@@ -71,30 +71,34 @@ def querynode_exposition() -> str:
     return metrics.render().decode()
 
 
-PROXY_CONTRACT = (
-    "vectorload_proxy_requests_total{method,code}, vectorload_proxy_request_duration_seconds{method}"
-)
-
-
 def proxy_exposition() -> str:
-    """The proxy's families as agreed with its branch (wip/proxy) while `vectorload_proxy` is not
-    in this checkout: a registry built here with exactly those names and labels. Once the package
-    is importable this must read its real registry instead (the ImportError is the only fallback)."""
+    """The proxy's registry (`vectorload_proxy.metrics.ProxyMetrics`), given a sample per labelled
+    family through the labels the proxy uses. Where the proxy is not in the checkout (its branch
+    and this one were written side by side), the two families the chart reads, with exactly the
+    names and labels that class defines."""
     import importlib.util
 
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
     if importlib.util.find_spec("vectorload_proxy") is not None:
-        raise AssertionError(
-            f"vectorload_proxy is importable: read its real metrics here instead of {PROXY_CONTRACT}"
-        )
+        from vectorload_proxy.metrics import ProxyMetrics
+
+        metrics = ProxyMetrics()
+        metrics.requests.labels("grpc", "Search", "0").inc()
+        metrics.latency.labels("grpc", "Search").observe(0.001)
+        return generate_latest(metrics.registry).decode()
     registry = CollectorRegistry()
-    requests = Counter("vectorload_proxy_requests", "Milvus API calls", ["method", "code"], registry=registry)
-    requests.labels("Search", "0").inc()
-    duration = Histogram(
-        "vectorload_proxy_request_duration_seconds", "Milvus API call latency", ["method"], registry=registry
+    requests = Counter(
+        "vectorload_proxy_requests", "Milvus API calls", ["protocol", "method", "code"], registry=registry
     )
-    duration.labels("Search").observe(0.001)
+    requests.labels("grpc", "Search", "0").inc()
+    duration = Histogram(
+        "vectorload_proxy_request_duration_seconds",
+        "Milvus API call latency",
+        ["protocol", "method"],
+        registry=registry,
+    )
+    duration.labels("grpc", "Search").observe(0.001)
     return generate_latest(registry).decode()
 
 

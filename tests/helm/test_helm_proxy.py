@@ -312,3 +312,23 @@ def test_dashboard_has_the_proxy_panels(render: Render) -> None:
     assert any(e.startswith("histogram_quantile(0.5, sum by (le, method)") for e in latency)
     assert any(e.startswith("histogram_quantile(0.99, sum by (le, method)") for e in latency)
     assert all("vectorload_proxy_request_duration_seconds_bucket" in e for e in latency)
+
+
+@pytest.mark.parametrize("values", WITH_PROXY, ids=lambda p: p.stem)
+def test_rendered_proxy_args_parse_with_the_real_command_line(
+    render: Render, values: Path, tmp_path: Path
+) -> None:
+    """The chart's arguments through `vectorload proxy`'s own parser (once the proxy is in the
+    checkout: its branch and this one were written side by side)."""
+    cli = pytest.importorskip("vectorload_proxy.cli", reason="the proxy is not in this checkout yet")
+    manifests = render([values])
+    c = proxy_container(manifests)
+    env = {"POD_NAMESPACE": "vl"}
+    args = [a.replace("$(POD_NAMESPACE)", env["POD_NAMESPACE"]) for a in c["args"][1:]]
+    config = cli.config_from_args(cli.build_parser().parse_args(args))
+    assert (config.port, config.http_port) == (19530, 9091)
+    assert config.namespace == "vl"
+    assert not config.no_auth and str(config.credentials_file).endswith("/credentials")
+    assert str(config.data_token_file) == "/var/run/vectorload/data-token/token"
+    served = [r["metadata"]["namespace"] for r in find(manifests, "Role", "-proxy")]
+    assert [config.namespace, *config.watch_namespaces] == served
