@@ -68,7 +68,6 @@ def proxy_endpoint(
                 release.milvus_token(),
                 None,
                 rest_v2=True,
-                load_fields=True,
             )
         finally:
             for name in release.kubectl("get", "cload", "-o", "name", check=False).split():
@@ -106,7 +105,6 @@ def milvus_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoi
             "root:Milvus",
             pid,
             rest_v2=False,
-            load_fields=False,
         )
     finally:
         driver.close()

@@ -126,8 +126,7 @@ class Endpoint:
     http_uri: str  # REST v1 port (Milvus' 9091)
     token: str
     netns_pid: int | None  # run clients inside this process's network namespace
-    rest_v2: bool
-    load_fields: bool  # the server honours LoadCollection.load_fields
+    rest_v2: bool  # serves REST v2 (Milvus 2.4 and later, the proxy)
 
     @property
     def uri(self) -> str:
