@@ -2,7 +2,9 @@
 
 local control plane → process kubelet → sample collection `book` → `helm install` of the chart
 (operator + two querynodes as local processes) → `kubectl apply` a CollectionLoad → progress to
-Loaded → a search → release partition `novel` → the querynodes' memory before and after.
+Loaded → a search → release partition `novel` → the querynodes' memory before and after → the seed
+document's pymilvus snippet through the proxy (the Milvus front door the chart also runs):
+`load_collection` → `get_load_state` → `{'state': <LoadState: Loaded>}`, then release.
 
 Running it again reuses what is running and converges to the same end state. Everything stays
 up afterwards so you can explore with kubectl (`eval $(vectorload-dev cluster env)`); `make down`
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +34,38 @@ from vectorload_dev.testing.wait import WaitTimeout, wait_for
 
 NAMESPACE = "vectorload"
 RELEASE = "vectorload"
-TOTAL_STEPS = 8
+TOTAL_STEPS = 9
+# The seed's pymilvus snippet, endpoint aside (uri and token are the installed release's).
+PYMILVUS_SNIPPET = """\
+from pymilvus import MilvusClient
+
+client = MilvusClient(
+    uri="{uri}",
+    token="{token}"
+)
+
+# 7. Load the collection
+client.load_collection(
+    collection_name="book"
+)
+
+res = client.get_load_state(
+    collection_name="book"
+)
+
+print(res)
+
+# 8. Release the collection
+client.release_collection(
+    collection_name="book"
+)
+
+res = client.get_load_state(
+    collection_name="book"
+)
+
+print(res)
+"""
 LOAD_SPEC: dict[str, Any] = {
     "collection": "book",
     "partitions": ["_default", "novel", "poetry"],
@@ -141,10 +176,10 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
 
     _step(4, f"helm install {RELEASE} helm/vectorload -n {NAMESPACE} (storage.hostPath={root})")
     release = system.install(
-        RELEASE, NAMESPACE, root, wait=False, querynodes=args.querynodes, memory=args.memory
+        RELEASE, NAMESPACE, root, wait=False, querynodes=args.querynodes, memory=args.memory, proxy=2
     )
     release.wait_ready(timeout=120)
-    for pod in [*release.querynodes(), release.operator_pod()]:
+    for pod in [*release.querynodes(), release.operator_pod(), *release.proxies()]:
         if pod is not None:
             print(f"  pod/{pod['metadata']['name']:<40} Running  {pod['status']['podIP']}")
     t = mark("helm install", t)
@@ -183,7 +218,35 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
     print(f"  novel's segments per status.loadedBytes: {_mib(novel)}; `poetry` and `_default` stay loaded")
     t = mark("release novel", t)
 
-    _step(8, "summary")
+    _step(
+        8, "the seed's pymilvus snippet through the proxy (Milvus API on 19530, root token from its Secret)"
+    )
+    snippet = PYMILVUS_SNIPPET.format(uri=release.proxy_uri(), token=release.milvus_token())
+    shown = snippet.replace(release.milvus_token(), "root:<password>")
+    print("  " + shown.rstrip().replace("\n", "\n  "))
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300, check=False
+    )
+    if proc.returncode != 0:
+        raise SystemError_(f"the pymilvus snippet failed: {proc.stderr.strip()[-1500:]}")
+    print("  # Output\n  " + proc.stdout.rstrip().replace("\n", "\n  "))
+    print(
+        f"  $ vectorload load -c book --uri {release.proxy_uri()}   # milvus_cli's load, with a progress bar"
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "vectorload.cli", "load", "-c", "book", "--uri", release.proxy_uri()],
+        env={**os.environ, "MILVUS_TOKEN": release.milvus_token()},
+        text=True,
+        stdout=subprocess.PIPE,
+        timeout=300,
+        check=False,
+    )
+    if cli.returncode != 0:
+        raise SystemError_(f"vectorload load failed ({cli.returncode})")
+    print("  " + cli.stdout.rstrip())
+    t = mark("pymilvus", t)
+
+    _step(9, "summary")
     print("  " + release.kubectl("get", "cload", "-o", "wide").rstrip().replace("\n", "\n  "))
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     print(f"\ndone in {time.monotonic() - started:.1f} s ({spent}).")
@@ -193,6 +256,9 @@ def _run(args: argparse.Namespace, state_dir: Path) -> int:
         f"  kubectl -n {NAMESPACE} get cload,pods -o wide\n"
         f"  vectorload search -n {NAMESPACE} --collection-load book --random --anns-field book_intro "
         f"--token-secret {release.fullname}-token\n"
+        f"  MILVUS_TOKEN=$(kubectl -n {NAMESPACE} get secret {release.fullname}-proxy-credentials "
+        f"-o jsonpath='{{.data.credentials}}' | base64 -d) \\\n"
+        f"    vectorload load-state -c book --uri {release.proxy_uri()}\n"
         "  make down   # stop the kubelet, every pod process and the control plane"
     )
     return 0

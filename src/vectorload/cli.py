@@ -27,6 +27,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("vectorload.storage.cli:ingest_main", "ingest .npy vectors + JSONL rows into a collection"),
     "sample": ("vectorload.storage.cli:sample_main", "write the deterministic sample collection `book`"),
     "search": ("vectorload.client.cli:search_main", "search a loaded CollectionLoad through its querynodes"),
+    "load": (
+        "vectorload.milvus_cli:load_main",
+        "load a collection (-c) or partitions (-p) through the Milvus API",
+    ),
+    "release": (
+        "vectorload.milvus_cli:release_main",
+        "release a collection or partitions through the Milvus API",
+    ),
+    "load-state": ("vectorload.milvus_cli:load_state_main", "print a collection's or partition's load state"),
     "crd": ("vectorload.crd:main", "print the CollectionLoad CRD (`vectorload crd | kubectl apply -f -`)"),
 }
 

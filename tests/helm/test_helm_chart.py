@@ -166,7 +166,7 @@ def test_operator_selector_finds_querynodes_only(render: Render, values: Path) -
     (selector,) = arg_value(op["args"], "--querynode-selector")
     assert selector.split(",")[0] == "app.kubernetes.io/component=querynode"
     querynode_labels = one(manifests, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
-    operator_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    operator_labels = one(manifests, "Deployment", "-operator")["spec"]["template"]["metadata"]["labels"]
     assert selector_matches(selector, querynode_labels)
     assert not selector_matches(selector, operator_labels)
     assert not selector_matches(selector, {**querynode_labels, "app.kubernetes.io/instance": "other"})
@@ -248,13 +248,13 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(render: Render) -> 
     manifests = render(ci("default"))
     role = one(manifests, "ClusterRole")
     assert rules_of(role) == WATCH_RULES | CRD_RULES
-    assert not find(manifests, "Role")
+    assert not find(manifests, "Role", "-operator")
     binding = one(manifests, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-vectorload-operator", "namespace": "vl"}
     ]
-    op = container(one(manifests, "Deployment"), "operator")
+    op = container(one(manifests, "Deployment", "-operator"), "operator")
     assert "--all-namespaces" in op["args"]
     assert not arg_value(op["args"], "--namespace")
 
@@ -262,25 +262,25 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(render: Render) -> 
 def test_namespaced_rbac(render: Render) -> None:
     manifests = render(ci("namespaced"))
     assert rules_of(one(manifests, "ClusterRole")) == CRD_RULES
-    roles = find(manifests, "Role")
+    roles = find(manifests, "Role", "-operator")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["search", "vl"]
     for role in roles:
         assert rules_of(role) == WATCH_RULES
-    bindings = find(manifests, "RoleBinding")
+    bindings = find(manifests, "RoleBinding", "-operator")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["search", "vl"]
     for b in bindings:
         assert b["subjects"] == [
             {"kind": "ServiceAccount", "name": "rel-vectorload-operator", "namespace": "vl"}
         ]
-    op = container(one(manifests, "Deployment"), "operator")
+    op = container(one(manifests, "Deployment", "-operator"), "operator")
     assert "--all-namespaces" not in op["args"]
     assert arg_value(op["args"], "--namespace") == ["search", "vl"]
 
 
 def test_namespaced_in_the_release_namespace_needs_one_role(render: Render) -> None:
     manifests = render(set_values={"operator.watchNamespace": "vl"})
-    assert [r["metadata"]["namespace"] for r in find(manifests, "Role")] == ["vl"]
-    op = container(one(manifests, "Deployment"), "operator")
+    assert [r["metadata"]["namespace"] for r in find(manifests, "Role", "-operator")] == ["vl"]
+    op = container(one(manifests, "Deployment", "-operator"), "operator")
     assert arg_value(op["args"], "--namespace") == ["vl"]
 
 
@@ -292,6 +292,13 @@ def test_rbac_never_grants_secrets_wildcards_or_exec(render: Render) -> None:
             for group, resource, verb in rules_of(m):
                 assert "*" not in (group, resource, verb), m["metadata"]["name"]
                 assert resource not in {"secrets", "pods/exec", "pods/attach", "serviceaccounts/token"}
+                if (m["metadata"]["name"], group, resource, verb) == (
+                    "rel-vectorload-proxy",
+                    "vectorload.io",
+                    "collectionloads",
+                    "delete",
+                ):
+                    continue  # ReleaseCollection deletes the collection's CollectionLoad
                 assert verb not in {"delete", "deletecollection", "escalate", "bind", "impersonate"}
 
 
@@ -301,8 +308,8 @@ def test_token_secret_is_generated_and_mounted(render: Render) -> None:
     token = base64.b64decode(secret["data"]["token"]).decode()
     assert len(token) == 48 and token.isalnum()
     assert "helm.sh/resource-policy" not in (secret["metadata"].get("annotations") or {})
-    for kind in ("Deployment", "StatefulSet"):
-        volumes = one(manifests, kind)["spec"]["template"]["spec"]["volumes"]
+    for kind, suffix in (("Deployment", "-operator"), ("StatefulSet", "-querynode")):
+        volumes = one(manifests, kind, suffix)["spec"]["template"]["spec"]["volumes"]
         (token_volume,) = [v for v in volumes if v["name"] == "token"]
         assert token_volume["secret"]["secretName"] == secret["metadata"]["name"]
         assert token_volume["secret"]["defaultMode"] == 0o440  # YAML 1.1 octal: owner and fsGroup read
@@ -319,7 +326,7 @@ def test_data_token_secret_closes_the_data_api(render: Render) -> None:
     assert volume["secret"]["secretName"] == secret["metadata"]["name"]
     args = container(qn, "querynode")["args"]
     assert "--data-token-file=/var/run/vectorload/data-token/token" in args and "--open-data-api" not in args
-    env = {e["name"]: e for e in container(one(manifests, "Deployment"), "operator")["env"]}
+    env = {e["name"]: e for e in container(one(manifests, "Deployment", "-operator"), "operator")["env"]}
     assert env["VECTORLOAD_DATA_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": secret["metadata"]["name"],
         "key": "token",
@@ -331,10 +338,16 @@ def test_data_token_secret_closes_the_data_api(render: Render) -> None:
 
 
 def test_existing_token_secret_is_used_not_generated(render: Render) -> None:
-    manifests = render(set_values={"token.existingSecret": "my-token", "dataToken.existingSecret": "my-data"})
+    manifests = render(
+        set_values={
+            "token.existingSecret": "my-token",
+            "dataToken.existingSecret": "my-data",
+            "proxy.credentials.existingSecret": "my-accounts",
+        }
+    )
     assert not find(manifests, "Secret")
-    for kind in ("Deployment", "StatefulSet"):
-        volumes = one(manifests, kind)["spec"]["template"]["spec"]["volumes"]
+    for kind, suffix in (("Deployment", "-operator"), ("StatefulSet", "-querynode")):
+        volumes = one(manifests, kind, suffix)["spec"]["template"]["spec"]["volumes"]
         assert "my-token" in {v["secret"]["secretName"] for v in volumes if "secret" in v}
     qn_volumes = one(manifests, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
     assert "my-data" in {v["secret"]["secretName"] for v in qn_volumes if "secret" in v}
@@ -350,6 +363,7 @@ def test_monitoring_objects(render: Render) -> None:
     monitors = find(manifests, "ServiceMonitor")
     assert sorted(m["metadata"]["name"] for m in monitors) == [
         "rel-vectorload-operator",
+        "rel-vectorload-proxy",
         "rel-vectorload-querynode",
     ]
     services = find(manifests, "Service")
@@ -388,9 +402,11 @@ def test_podmonitors(render: Render) -> None:
     manifests = render(ci("podmonitor"))
     assert not find(manifests, "ServiceMonitor")
     monitors = find(manifests, "PodMonitor")
-    assert len(monitors) == 2
+    assert len(monitors) == 3  # operator, querynodes, proxy
     workloads = {
-        m["kind"]: m["spec"]["template"] for m in manifests if m["kind"] in {"Deployment", "StatefulSet"}
+        m["metadata"]["name"]: m["spec"]["template"]
+        for m in manifests
+        if m["kind"] in {"Deployment", "StatefulSet"}
     }
     for monitor in monitors:
         selected = [
@@ -425,7 +441,7 @@ def test_networkpolicy(render: Render) -> None:
     querynode_np = one(manifests, "NetworkPolicy", "-querynode")
     operator_np = one(manifests, "NetworkPolicy", "-operator")
     qn_labels = one(manifests, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
-    op_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    op_labels = one(manifests, "Deployment", "-operator")["spec"]["template"]["metadata"]["labels"]
     test_labels = one(manifests, "Pod")["metadata"]["labels"]
     assert querynode_np["spec"]["podSelector"]["matchLabels"].items() <= qn_labels.items()
     assert operator_np["spec"]["podSelector"]["matchLabels"].items() <= op_labels.items()
@@ -488,7 +504,7 @@ def test_rendered_args_parse_with_the_real_command_lines(
     from vectorload_querynode.settings import parse_settings
 
     manifests = render([values])
-    op = container(one(manifests, "Deployment"), "operator")
+    op = container(one(manifests, "Deployment", "-operator"), "operator")
     config = config_from_args(build_parser().parse_args(op["args"][1:]))
     watch = arg_value(op["args"], "--namespace")
     assert config.all_namespaces is (not watch)
@@ -496,7 +512,7 @@ def test_rendered_args_parse_with_the_real_command_lines(
     assert (config.metrics_port, config.health_port) == (8080, 8081)
     qn_pod = one(manifests, "StatefulSet")["spec"]["template"]
     assert config.querynode_selector.matches(qn_pod["metadata"]["labels"])
-    op_pod = one(manifests, "Deployment")["spec"]["template"]
+    op_pod = one(manifests, "Deployment", "-operator")["spec"]["template"]
     assert not config.querynode_selector.matches(op_pod["metadata"]["labels"])
 
     qn = container(one(manifests, "StatefulSet"), "querynode")

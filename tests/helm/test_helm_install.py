@@ -1,5 +1,6 @@
 """The chart against the real local control plane: install (with the prometheus-operator CRDs),
-Pod Security `restricted`, RBAC as the operator's ServiceAccount, upgrade keeps the token,
+Pod Security `restricted`, RBAC as the operator's and the proxy's ServiceAccounts, upgrade keeps the
+token and the proxy's root password,
 uninstall leaves only the CRDs. One cluster-wide release and one namespace-scoped release.
 
 There is no kubelet here: pods are created (so admission ran) but stay Pending."""
@@ -36,6 +37,22 @@ class Release:
     @property
     def operator_sa(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.name}-vectorload-operator"
+
+    @property
+    def proxy_sa(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}-vectorload-proxy"
+
+    def credentials(self) -> str:
+        out = self.plane.kubectl(
+            "-n",
+            self.namespace,
+            "get",
+            "secret",
+            f"{self.name}-vectorload-proxy-credentials",
+            "-o",
+            "jsonpath={.data.credentials}",
+        ).stdout
+        return base64.b64decode(out).decode()
 
     def manifest(self) -> list[Manifest]:
         return load_manifests(self.plane.helm("get", "manifest", self.name, "-n", self.namespace).stdout)
@@ -165,10 +182,11 @@ def test_pods_pass_the_restricted_pod_security_standard(release: Release) -> Non
         ).stdout
         return out.split()
 
-    wait_for("operator and querynode pods", lambda: len(pods()) == 3, timeout=60, interval=0.5)
+    wait_for("operator, querynode and proxy pods", lambda: len(pods()) == 5, timeout=60, interval=0.5)
     names = pods()
     assert sum("operator" in p for p in names) == 1
     assert sum("querynode" in p for p in names) == 2
+    assert sum("proxy" in p for p in names) == 2
     show = ["--show-only=templates/tests/test-readyz.yaml", f"--kube-version={KUBE_VERSION}"]
     hook = release.plane.helm(
         "template", "vl", str(CHART), "-n", release.namespace, *release.values, *show
@@ -186,6 +204,11 @@ def test_notes(release: Release) -> None:
     assert "NetworkPolicies are on" in notes
     assert "scraped twice" in notes  # both monitor kinds enabled
     assert "removes everything but the CollectionLoad CRD" in notes
+    # the pymilvus snippet for this release: the proxy Service, the root token from its Secret
+    assert "port-forward svc/vl-vectorload-proxy 19530:19530" in notes
+    assert f"kubectl -n {release.namespace} get secret vl-vectorload-proxy-credentials" in notes
+    assert 'MilvusClient(uri="http://localhost:19530", token=os.environ.get("MILVUS_TOKEN", ""))' in notes
+    assert 'client.load_collection(collection_name="book")' in notes
 
 
 def rbac_cases_cluster_wide(ns: str) -> list[tuple[str, str, tuple[str, ...], bool]]:
@@ -287,9 +310,81 @@ def test_rbac_matrix_namespaced(namespaced_release: Release) -> None:
     assert "--all-namespaces" not in args
 
 
+PROXY_COLLECTIONLOAD_VERBS = ("get", "list", "watch", "create", "patch", "update", "delete")
+
+
+def proxy_rbac_cases(
+    served: tuple[str, ...], pods_in: str, elsewhere: str
+) -> list[tuple[str, str, tuple[str, ...], bool]]:
+    """(verb, resource, extra kubectl args, allowed) for the proxy: CollectionLoads in every
+    namespace it serves (and their status, read-only), pods read-only where the querynodes run,
+    nothing else anywhere."""
+    cases: list[tuple[str, str, tuple[str, ...], bool]] = []
+    for ns in served:
+        cases += [(v, "collectionloads.vectorload.io", ("-n", ns), True) for v in PROXY_COLLECTIONLOAD_VERBS]
+        cases += [
+            ("get", "collectionloads.vectorload.io", ("-n", ns, "--subresource=status"), True),
+            ("patch", "collectionloads.vectorload.io", ("-n", ns, "--subresource=status"), False),
+            ("update", "collectionloads.vectorload.io", ("-n", ns, "--subresource=status"), False),
+            ("deletecollection", "collectionloads.vectorload.io", ("-n", ns), False),
+            ("get", "secrets", ("-n", ns), False),
+            ("list", "secrets", ("-n", ns), False),
+            ("create", "events", ("-n", ns), False),
+            ("list", "configmaps", ("-n", ns), False),
+        ]
+    cases += [(v, "pods", ("-n", pods_in), True) for v in ("get", "list", "watch")]
+    cases += [(v, "pods", ("-n", pods_in), False) for v in ("create", "delete", "patch", "update")]
+    cases += [
+        ("create", "pods", ("-n", pods_in, "--subresource=exec"), False),
+        ("get", "pods", ("-n", pods_in, "--subresource=log"), False),
+        ("list", "collectionloads.vectorload.io", ("-n", elsewhere), False),
+        ("list", "collectionloads.vectorload.io", ("--all-namespaces",), False),
+        ("list", "pods", ("-n", elsewhere), False),
+        ("list", "pods", ("--all-namespaces",), False),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", (), False),
+        ("list", "namespaces", (), False),
+        ("create", "serviceaccounts/token", ("-n", pods_in), False),
+        ("impersonate", "users", (), False),
+        ("*", "*", ("--all-namespaces",), False),
+    ]
+    return cases
+
+
+def test_rbac_matrix_proxy(release: Release) -> None:
+    wrong = [
+        f"{'can' if allowed else 'cannot'} {verb} {resource} {' '.join(where)}"
+        for verb, resource, where, allowed in proxy_rbac_cases(
+            (release.namespace,), release.namespace, "default"
+        )
+        if can_i(release.plane, release.proxy_sa, verb, resource, *where) is not allowed
+    ]
+    assert not wrong, f"proxy ServiceAccount should: {wrong}"
+
+
+def test_rbac_matrix_proxy_namespaced(namespaced_release: Release) -> None:
+    """The operator's watched namespace is a Milvus database too: CollectionLoads there, pods
+    only in the release namespace (where the querynodes are)."""
+    rel = namespaced_release
+    home, watched = rel.namespace, rel.values[-1]
+    cases = proxy_rbac_cases((home, watched), home, "default")
+    cases.append(("list", "pods", ("-n", watched), False))
+    wrong = [
+        f"{'can' if allowed else 'cannot'} {verb} {resource} {' '.join(where)}"
+        for verb, resource, where, allowed in cases
+        if can_i(rel.plane, rel.proxy_sa, verb, resource, *where) is not allowed
+    ]
+    assert not wrong, f"proxy ServiceAccount should: {wrong}"
+    jsonpath = "jsonpath={.spec.template.spec.containers[0].args}"
+    args = rel.plane.kubectl("-n", home, "get", "deployment", "vlns-vectorload-proxy", "-o", jsonpath).stdout
+    assert f"--watch-namespaces={watched}" in args and "--namespace=$(POD_NAMESPACE)" in args
+
+
 def test_upgrade_keeps_the_token(release: Release) -> None:
     before = release.token()
     assert len(before) == 48
+    credentials = release.credentials()
+    user, _, password = credentials.strip().partition(":")
+    assert user == "root" and len(password) == 32 and password.isalnum()
     release.plane.helm(
         "upgrade",
         release.name,
@@ -310,6 +405,7 @@ def test_upgrade_keeps_the_token(release: Release) -> None:
     ).stdout
     assert replicas == "3", "the upgrade was applied"
     assert release.token() == before
+    assert release.credentials() == credentials, "the proxy's root password survives the upgrade"
     history = release.plane.helm("history", release.name, "-n", release.namespace, "-o", "json").stdout
     assert [r["status"] for r in json.loads(history)] == ["superseded", "deployed"]
 

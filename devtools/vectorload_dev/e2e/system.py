@@ -64,11 +64,42 @@ def local_values(
     memory: str = "256Mi",
     querynode_args: tuple[str, ...] = (),
     operator_args: tuple[str, ...] = (),
+    proxy: int = 0,
+    proxy_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Chart values for running on the process kubelet: pods bind their own pod IP (127.x.y.N),
-    storage is a hostPath holding a local storage root, small resources, fast probes."""
+    storage is a hostPath holding a local storage root, small resources, fast probes. `proxy`:
+    that many proxy pods (the Milvus front door); 0 leaves it out, as the tests of the operator
+    and querynodes do."""
     node_selector = {"kubernetes.io/hostname": node_name}
+    proxy_values: dict[str, Any] = {"enabled": False}
+    if proxy:
+        proxy_values = {
+            "enabled": True,
+            "replicas": proxy,
+            "bindAddress": "$(POD_IP)",
+            "nodeSelector": node_selector,
+            "extraArgs": list(proxy_args),
+            "terminationGracePeriodSeconds": 5,
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "128Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"},
+            },
+            "readinessProbe": {
+                "initialDelaySeconds": 0,
+                "periodSeconds": 1,
+                "timeoutSeconds": 2,
+                "failureThreshold": 3,
+            },
+            "livenessProbe": {
+                "initialDelaySeconds": 10,
+                "periodSeconds": 5,
+                "timeoutSeconds": 3,
+                "failureThreshold": 6,
+            },
+        }
     return {
+        "proxy": proxy_values,
         "operator": {
             "watchNamespace": namespace,
             "bindAddress": "$(POD_IP)",
@@ -242,6 +273,56 @@ class Release:
         ip = pod["status"]["podIP"]
         port = self.values.get("operator", {}).get("healthPort", 8081)
         wait_for(f"operator /healthz on {ip}", lambda: _http_ok(f"http://{ip}:{port}/healthz"), timeout)
+        if self.values.get("proxy", {}).get("enabled"):
+            self.wait_proxies(int(self.values["proxy"]["replicas"]), timeout)
+
+    # ---------------------------------------------------------------- the proxy (Milvus API)
+    @property
+    def proxy_deploy(self) -> str:
+        return f"{self.fullname}-proxy"
+
+    def proxies(self) -> list[dict[str, Any]]:
+        return [p for p in self.pods("proxy") if pod_ready(p)]
+
+    def wait_proxies(self, count: int, timeout: float = 90) -> list[dict[str, Any]]:
+        """`count` proxy pods Ready (their /readyz answered the kubelet's probe)."""
+
+        def check() -> list[dict[str, Any]] | None:
+            every = self.pods("proxy")
+            ready = [p for p in every if pod_ready(p)]
+            return ready if len(ready) == count == len(every) else None
+
+        return wait_for(
+            f"{count} proxy pods Ready in {self.namespace}",
+            check,
+            timeout,
+            details=lambda: self.kubectl(
+                "get", "pods", "-l", "app.kubernetes.io/component=proxy", check=False
+            ),
+        )
+
+    def proxy_address(self, index: int = 0) -> str:
+        """host:port of one proxy pod's gRPC + REST v2 port (19530), as Milvus clients dial it."""
+        pods = self.proxies()
+        if not pods:
+            raise SystemError_(f"no proxy pod Ready in {self.namespace}")
+        port = int(self.values["proxy"].get("port", 19530))
+        return f"{pods[index % len(pods)]['status']['podIP']}:{port}"
+
+    def proxy_uri(self, index: int = 0) -> str:
+        return f"http://{self.proxy_address(index)}"
+
+    def proxy_http_uri(self, index: int = 0) -> str:
+        """The REST v1 / metrics port (9091) of one proxy pod."""
+        host = self.proxy_address(index).rsplit(":", 1)[0]
+        return f"http://{host}:{int(self.values['proxy'].get('httpPort', 9091))}"
+
+    def milvus_token(self) -> str:
+        """The root account's Milvus token `root:<password>` from the chart's credentials Secret."""
+        out = self.kubectl(
+            "get", "secret", f"{self.fullname}-proxy-credentials", "-o", "jsonpath={.data.credentials}"
+        )
+        return base64.b64decode(out).decode().splitlines()[0].strip()
 
     def kill(self, pod: dict[str, Any], sig: int = signal.SIGKILL) -> int:
         """Signal the pod's container process (as the OOM killer or a crash would)."""

@@ -175,3 +175,47 @@ app.kubernetes.io/component: {{ .component }}
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
 {{- end }}
+
+{{/* The proxy (Milvus front door): names, its credentials Secret, the namespaces it serves. */}}
+{{- define "vectorload.proxyName" -}}
+{{- printf "%s-proxy" (include "vectorload.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vectorload.proxyCredentialsSecretName" -}}
+{{- default (printf "%s-proxy-credentials" (include "vectorload.fullname" .)) .Values.proxy.credentials.existingSecret }}
+{{- end }}
+
+{{- define "vectorload.proxyCredentialsFile" -}}
+/var/run/vectorload/credentials/credentials
+{{- end }}
+
+{{/* Namespaces the proxy serves as Milvus databases (JSON list, release namespace first): the
+     release namespace (`default`), operator.watchNamespace and proxy.watchNamespaces. */}}
+{{- define "vectorload.proxyNamespaces" -}}
+{{- $namespaces := list .Release.Namespace }}
+{{- if .Values.operator.watchNamespace }}
+{{- $namespaces = append $namespaces .Values.operator.watchNamespace }}
+{{- end }}
+{{- range .Values.proxy.watchNamespaces }}
+{{- $namespaces = append $namespaces . }}
+{{- end }}
+{{- toJson ($namespaces | uniq) }}
+{{- end }}
+
+{{- /* What the proxy does with CollectionLoads: LoadCollection/LoadPartitions create or patch
+     one, ReleaseCollection deletes it, GetLoadState/GetLoadingProgress/GetReplicas read its status. */}}
+{{- define "vectorload.proxyCollectionLoadRules" -}}
+- apiGroups: ["vectorload.io"]
+  resources: ["collectionloads"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["vectorload.io"]
+  resources: ["collectionloads/status"]
+  verbs: ["get"]
+{{- end }}
+
+{{- /* Where the querynodes are (their pod IPs, readiness): read-only. */}}
+{{- define "vectorload.proxyPodRules" -}}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
