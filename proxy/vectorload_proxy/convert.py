@@ -191,7 +191,8 @@ def search_result(
     pk = schema.primary_key
     hits = [h for per_query in results for h in per_query[offset : offset + top_k]]
     topks = [len(per_query[offset : offset + top_k]) for per_query in results]
-    rows = [h.fields for h in hits]
+    # the querynode answers the primary key as the hit's id, not among its fields
+    rows = [{**h.fields, pk.name: h.id} for h in hits]
     return schema_pb2.SearchResultData(
         num_queries=len(results),
         top_k=top_k,

@@ -97,6 +97,8 @@ UNSUPPORTED_SEARCH_KEYS = {
     "json_path": "JSON path indexes",
     "json_cast_type": "JSON path indexes",
 }
+# values of UNSUPPORTED_SEARCH_KEYS that mean "not asked for"
+UNSET_VALUES = frozenset({"", "0", "false"})
 UNSUPPORTED_PARAMS = {"radius": "range search (radius)", "range_filter": "range search (range_filter)"}
 
 
@@ -240,8 +242,10 @@ def search_args(
     loaded: Sequence[str],
     limits: Limits,
 ) -> SearchArgs:
-    for key in search_params:
-        if key in UNSUPPORTED_SEARCH_KEYS:
+    for key, value in search_params.items():
+        # SDKs send some of these keys with an empty or false value on every search
+        # (milvus-sdk-go 2.4: `group_by_field=""`): only a value that asks for the feature is refused
+        if key in UNSUPPORTED_SEARCH_KEYS and value.strip().lower() not in UNSET_VALUES:
             raise unsupported(UNSUPPORTED_SEARCH_KEYS[key])
     params = _params(search_params.get("params"))
     for key in params:

@@ -137,6 +137,26 @@ def test_search_results_read_back_by_pymilvus() -> None:
     assert list(l2.topks) == [2, 1] and l2.num_queries == 2 and l2.primary_field_name == "book_id"
 
 
+def test_the_primary_key_as_an_output_field_comes_from_the_hit_id() -> None:
+    """Every SDK may list the primary key in output_fields; the querynode answers it as the hit's
+    id, not among the hit's fields (a TypeError before)."""
+    hits = [[Hit(id=7, distance=0.25, partition="p", fields={"title": "a"})]]
+    parsed = SearchResult(convert.search_result(SCHEMA, hits, 1, ("book_id", "title"), "l2"))
+    assert parsed[0][0]["entity"] == {"book_id": 7, "title": "a"}
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "False"])
+def test_unsupported_search_keys_sent_unset_are_ignored(value: str) -> None:
+    """milvus-sdk-go 2.4 sends `group_by_field=""` on every search."""
+    req = pymilvus_search_request([[0.0] * 4])
+    params = requests.key_values(req.search_params)  # type: ignore[attr-defined]
+    args = requests.search_args(
+        "book", [], req.dsl, req.placeholder_group, [],  # type: ignore[attr-defined]
+        {**params, "group_by_field": value}, 1, SCHEMA, LOADED, Limits(),
+    )  # fmt: skip
+    assert args.nq == 1
+
+
 def test_describe_collection_schema_as_pymilvus_reads_it(tmp_path: Path) -> None:
     write_my_collection(tmp_path)
     info = Catalog(tmp_path).get_blocking("my_collection")
