@@ -80,6 +80,32 @@ class DataToken:
         return self._value
 
 
+SOCKET_NAME = "grpc.sock"
+# sun_path holds 108 bytes with its terminating NUL; gRPC refuses longer paths at bind time
+MAX_SOCKET_PATH = 107
+
+
+def socket_dir(candidates: tuple[str | None, ...] = (None, "/tmp", "/dev/shm")) -> Path:
+    """A private (0700) directory for the internal gRPC socket, short enough for a Unix socket path.
+
+    The default temporary directory comes first; a pod's TMPDIR can be deep (the process kubelet
+    puts it under the pod's directory), so /tmp and /dev/shm follow when the path would not fit.
+    """
+    tried: list[str] = []
+    for base in candidates:
+        try:
+            made = Path(tempfile.mkdtemp(prefix="vlproxy-", dir=base))
+        except OSError as exc:
+            tried.append(f"{base or tempfile.gettempdir()}: {exc.strerror}")
+            continue
+        if len(os.fsencode(made / SOCKET_NAME)) <= MAX_SOCKET_PATH:
+            os.chmod(made, 0o700)
+            return made
+        made.rmdir()
+        tried.append(f"{made.parent}: too deep for a Unix socket path")
+    raise RuntimeError("no directory for the internal gRPC socket: " + "; ".join(tried))
+
+
 class Proxy:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
@@ -95,9 +121,8 @@ class Proxy:
         self.api = MilvusApi(
             self.databases, self.kube, KubeWriter(), self.catalog, self.nodes, self.metrics, config.settings
         )
-        self._tmp = Path(tempfile.mkdtemp(prefix="vlproxy-"))
-        os.chmod(self._tmp, 0o700)
-        self.grpc_path = str(self._tmp / "grpc.sock")
+        self._tmp = socket_dir()
+        self.grpc_path = str(self._tmp / SOCKET_NAME)
         self.grpc_server: grpc.aio.Server | None = None
         self.mux: PortMux | None = None
         self.v2_runner: web.AppRunner | None = None
@@ -172,7 +197,11 @@ class Proxy:
 
 
 async def serve(config: ProxyConfig) -> int:
-    proxy = Proxy(config)
+    try:
+        proxy = Proxy(config)
+    except Exception as exc:  # no directory for the internal socket, an unreadable credentials file
+        log.error("cannot start the proxy: %s: %s", type(exc).__name__, exc)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
