@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "querynode": ("vectorload_querynode.cli:main", "run a querynode (hnswlib data plane, HTTP API)"),
     "ingest": ("vectorload.storage.cli:ingest_main", "ingest .npy vectors + JSONL rows into a collection"),
     "sample": ("vectorload.storage.cli:sample_main", "write the deterministic sample collection `book`"),
+    "compact": ("vectorload.storage.cli:compact_main", "merge sealed segments (applying deletes); --gc"),
     "search": ("vectorload.client.cli:search_main", "search a loaded CollectionLoad through its querynodes"),
     "crd": ("vectorload.crd:main", "print the CollectionLoad CRD (`vectorload crd | kubectl apply -f -`)"),
 }

@@ -117,7 +117,7 @@ def test_the_installed_cli_lists_production_commands_only(installed: Path) -> No
     assert shown.returncode == 0, shown.stderr
     listing = shown.stdout.split("commands:", 1)[1]
     commands = {line.split()[0] for line in listing.splitlines() if line.strip()}
-    assert commands == {"operator", "querynode", "ingest", "sample", "search", "crd"}
+    assert commands == {"operator", "querynode", "ingest", "sample", "compact", "search", "crd"}
     for dev in ("cluster", "kubelet", "demo"):
         refused = run(installed, cli, dev)
         assert refused.returncode == 2 and f"unknown command {dev!r}" in refused.stderr

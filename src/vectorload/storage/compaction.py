@@ -393,3 +393,25 @@ def _orphan_markers(pdir: Path) -> int:
             entry.unlink(missing_ok=True)
             count += 1
     return count
+
+
+def pick_small_segments(
+    segments: Sequence[SegmentManifest], *, small_rows: int, target_rows: int, min_group: int = 2
+) -> list[tuple[str, ...]]:
+    """Groups of small live segments of one partition worth compacting (a simple policy for the
+    background compactor): segments under `small_rows` rows, oldest id first, packed greedily into
+    groups of at most `target_rows` rows; only groups of at least `min_group` segments."""
+    if small_rows < 1 or target_rows < 1 or min_group < 1:
+        raise _bad("small_rows, target_rows and min_group must be >= 1")
+    groups: list[tuple[str, ...]] = []
+    current: list[str] = []
+    rows = 0
+    for m in sorted((m for m in segments if m.rows < small_rows), key=lambda m: m.segment_id):
+        if current and rows + m.rows > target_rows:
+            groups.append(tuple(current))
+            current, rows = [], 0
+        current.append(m.segment_id)
+        rows += m.rows
+    if current:
+        groups.append(tuple(current))
+    return [g for g in groups if len(g) >= min_group]

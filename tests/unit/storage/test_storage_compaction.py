@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from vectorload.storage.api import TS_FIELD, StorageError
-from vectorload.storage.compaction import STEPS, collect_garbage, compact
+from vectorload.storage.cli import compact_main
+from vectorload.storage.compaction import STEPS, collect_garbage, compact, pick_small_segments
 from vectorload.storage.generation import collection_lock
 from vectorload.storage.hnsw import open_index
 from vectorload.storage.reader import FilesystemReader
@@ -291,3 +292,25 @@ def test_garbage_collection_removes_orphan_markers(writer: CollectionWriter, roo
     result = collect_garbage(root, "book", grace_s=600)
     assert result.markers == 1 and list((root / "book" / "_default").iterdir()) == []
     assert not (root / "book" / ".trash").exists()
+
+
+def test_pick_small_segments_and_the_compact_command(
+    writer: CollectionWriter, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i, rows in enumerate([5, 5, 30, 5, 5, 5]):
+        _write(writer, f"s{i}", rows, 100 * i, 1 + 100 * i)
+    reader = FilesystemReader(root)
+    groups = pick_small_segments(reader.segments("book", "_default"), small_rows=10, target_rows=12)
+    assert groups == [("s0", "s1"), ("s3", "s4")]  # s5 alone is not worth it; s2 is not small
+    with pytest.raises(StorageError):
+        pick_small_segments([], small_rows=0, target_rows=1)
+    before = visible_rows(root)
+    args = ["--root", str(root), "--collection", "book", "--small-rows", "10", "--target-rows", "12"]
+    assert compact_main([*args, "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("compacted 2 segments of book/_default") == 2
+    assert len(reader.segments("book", "_default")) == 4 and visible_rows(root) == before
+    assert compact_main(["--root", str(root), "--collection", "book", "--gc", "--grace", "0"]) == 0
+    assert "removed 4 retired segments" in capsys.readouterr().out
+    assert compact_main(["--root", str(root), "--collection", "book", "--segments", "nope"]) == 2
+    assert "SegmentNotFound" in capsys.readouterr().err
