@@ -79,7 +79,7 @@ class Runtime:
             pacing=Pacing.of(cfg.dist_pull_interval),
             clock=clock,
         )
-        for coro in (writer.run(), events.run(), self.reconciler.run()):
+        for coro in (writer.run(), events.run(), self.reconciler.run(), self.reconciler.poll_catalogs()):
             self._tasks.append(asyncio.create_task(coro))
         log.info(
             "vectorload operator started: %d CollectionLoads, %d querynode pods",

@@ -33,7 +33,7 @@ class OperatorConfig:
     max_tasks_per_node: int = DEFAULT_MAX_TASKS_PER_NODE
     dist_pull_interval: float = 0.5
     status_interval: float = 0.4
-    catalog_interval: float = 2.0
+    catalog_interval: float = 0.2
     request_timeout: float = 2.0
     delete_timeout: float = 120.0
     watch_server_timeout: int = 60

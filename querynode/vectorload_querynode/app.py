@@ -210,9 +210,16 @@ async def catalog(request: web.Request) -> web.Response:
 
 
 async def catalog_collection(request: web.Request) -> web.Response:
+    """200 with the catalog and its `ETag`, or 304 (no body) when `If-None-Match` names it."""
     node = _control(request)
     collection = check_name(request.match_info["collection"], "collection")
-    return _answer(await _run(node.io_pool, node.catalog, collection))
+    since = request.headers.get(hdrs.IF_NONE_MATCH)
+    etag, found = await _run(node.io_pool, node.catalog_if_changed, collection, since)
+    if found is None:
+        return web.Response(status=304, headers={hdrs.ETAG: etag})
+    response = _answer(found)
+    response.headers[hdrs.ETAG] = etag
+    return response
 
 
 async def load(request: web.Request) -> web.Response:

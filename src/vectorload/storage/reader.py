@@ -181,7 +181,14 @@ class BackendReader:
     def retired_segments(self, collection: str, partition: str) -> list[RetiredSegment]:
         """Segments a compaction replaced that garbage collection has not removed yet, sorted by
         id. A marker whose segment is gone (garbage collection was interrupted) is ignored."""
+        return self.partition_segments(collection, partition)[1]
+
+    def partition_segments(
+        self, collection: str, partition: str
+    ) -> tuple[list[SegmentManifest], list[RetiredSegment]]:
+        """(live, retired) segments of a partition from one listing (what a catalog shows)."""
         found, markers = self._listing(collection, partition)
+        live = [m for m in found if m.segment_id not in markers]
         out: list[RetiredSegment] = []
         for m in found:
             marker = markers.get(m.segment_id)
@@ -200,7 +207,7 @@ class BackendReader:
             if segment_id != m.segment_id:
                 raise StorageError("CorruptManifest", f"{rel}: names segment {segment_id!r}")
             out.append(RetiredSegment(m, replaced_by, retired_at, generation))
-        return out
+        return live, out
 
     def is_retired(self, manifest: SegmentManifest) -> bool:
         rel = f"{manifest.collection}/{manifest.partition}/{retired_marker_name(manifest.segment_id)}"
