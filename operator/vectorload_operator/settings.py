@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vectorload_operator.core.model import NewDataSettings
 from vectorload_operator.selectors import LabelSelector
 
 DEFAULT_QUERYNODE_SELECTOR = "app.kubernetes.io/component=querynode"
@@ -35,6 +36,7 @@ class OperatorConfig:
     status_interval: float = 0.4
     catalog_interval: float = 0.2
     request_timeout: float = 2.0
+    new_data: NewDataSettings = field(default_factory=NewDataSettings)
     delete_timeout: float = 120.0
     watch_server_timeout: int = 60
     watch_client_timeout: int = 75

@@ -382,6 +382,7 @@ def _retired_summary(retired: RetiredSegment) -> wire.RetiredSummary:
         rows=retired.manifest.rows,
         replaced_by=retired.replaced_by,
         compacted_from=retired.manifest.compacted_from,
+        generation=retired.manifest.generation,
     )
 
 

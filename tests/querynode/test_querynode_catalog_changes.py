@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from vectorload.storage.compaction import compact
+from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
 from vectorload_dev.testing.querynode_harness import TOKEN, QuerynodeFactory, QuerynodeProcess
 
@@ -79,9 +80,16 @@ def test_etag_304_and_the_change_data_in_the_catalog(querynode_factory: Querynod
     )
     assert new["rows"] == 400 - 2  # 601 and 602 were deleted
     assert "$ts" in new["bytes"] and "$ts" in new["memoryBytes"]
+    reader = FilesystemReader(root)
     assert novel["retired"] == [
-        {"id": "novel-0000", "rows": 200, "replacedBy": [result.segment.segment_id], "compactedFrom": []},
-        {"id": "novel-0001", "rows": 200, "replacedBy": [result.segment.segment_id], "compactedFrom": []},
+        {
+            "id": sid,
+            "rows": 200,
+            "replacedBy": [result.segment.segment_id],
+            "compactedFrom": [],
+            "generation": reader.segment("book", "novel", sid).generation,
+        }
+        for sid in ("novel-0000", "novel-0001")
     ]
     assert after["generation"] > after_delete["generation"]
     status, _, body = get_catalog(qn, "nope", if_none_match=etag)

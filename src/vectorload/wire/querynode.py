@@ -112,6 +112,7 @@ class RetiredSummary(Wire, frozen=True):
     rows: int
     replaced_by: tuple[str, ...]
     compacted_from: tuple[str, ...] = ()
+    generation: int = 0  # the collection generation it was published at
 
 
 class PartitionCatalog(Wire, frozen=True):
