@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -137,6 +138,17 @@ class QueryNode:
             deltas=wire.DeltaSummary(count=len(deltas), newest_ts=max((d.max_ts for d in deltas), default=0)),
             generation=generation,
         )
+
+    def catalog_tokens(self, collections: Sequence[str]) -> wire.CatalogTokens:
+        """The ETag of each collection's catalog (collections the storage lacks are left out)."""
+        tokens: dict[str, str] = {}
+        for name in dict.fromkeys(collections):
+            try:
+                tokens[name] = f'"{self.reader.change_token(name)}"'
+            except StorageError as exc:
+                if exc.reason not in _NOT_FOUND_REASONS:
+                    raise storage_error(exc) from exc
+        return wire.CatalogTokens(tokens=tokens)
 
     def catalog_if_changed(
         self, collection: str, if_none_match: str | None

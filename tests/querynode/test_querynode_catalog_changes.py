@@ -155,8 +155,10 @@ async def test_the_operator_catalog_cache_polls_with_304s_and_sees_a_new_segment
         changed.clear()
         first = cache.get(("ns", "book"))
         assert first is not None and first.found and first.etag
+        fetches = cache.fetches
         await asyncio.sleep(0.5)
-        assert not changed.is_set() and cache.unchanged >= 3
+        assert not changed.is_set() and cache.unchanged >= 3 and cache.token_polls >= 3
+        assert cache.fetches == fetches  # unchanged: one token request per poll, no catalog request
         assert cache.get(("ns", "book")).catalog is first.catalog  # type: ignore[union-attr]
         rows = generate_rows(0, resolve_spec("tiny"), 0, 0, 10)
         published = time.monotonic()
@@ -177,3 +179,21 @@ async def test_the_operator_catalog_cache_polls_with_304s_and_sees_a_new_segment
     finally:
         poller.cancel()
         await clients.close()
+
+
+def test_catalog_tokens_of_many_collections_at_once(querynode_factory: QuerynodeFactory, root: Path) -> None:
+    qn = querynode_factory(root, memory_limit="1Gi")
+    _, headers, _ = get_catalog(qn)
+    status, answer = qn.request("POST", "/v1/catalog/tokens", {"collections": ["book", "nope", "book"]})
+    assert status == 200 and answer == {"tokens": {"book": headers["etag"]}}
+    CollectionWriter(root).write_delta("book", [5], 9)
+    status, moved = qn.request("POST", "/v1/catalog/tokens", {"collections": ["book"]})
+    assert status == 200 and moved["tokens"]["book"] != headers["etag"]
+    assert moved["tokens"]["book"] == get_catalog(qn)[1]["etag"]
+    status, answer = qn.request("POST", "/v1/catalog/tokens", {"collections": ["bad name"]})
+    assert (status, answer["error"]["reason"]) == (400, "InvalidName")
+    status, answer = qn.request("POST", "/v1/catalog/tokens", {"collections": ["c"] * 5000})
+    assert (status, answer["error"]["reason"]) == (400, "InvalidRequest") and "4096" in answer["error"][
+        "message"
+    ]
+    assert qn.request("POST", "/v1/catalog/tokens", {"collections": []}, token="wrong")[0] == 401

@@ -132,6 +132,12 @@ class QuerynodeClient:
     async def catalog(self, collection: str) -> wire.CollectionCatalog:
         return await self._call("GET", f"/v1/catalog/{collection}", wire.CollectionCatalog, token=self.token)
 
+    async def catalog_tokens(self, collections: Sequence[str]) -> dict[str, str]:
+        """Collection -> its catalog's current ETag (absent: the storage has no such collection)."""
+        body = wire.CatalogTokensRequest(collections=tuple(collections))
+        answer = await self._call("POST", "/v1/catalog/tokens", wire.CatalogTokens, body, token=self.token)
+        return dict(answer.tokens)
+
     async def catalog_if_changed(
         self, collection: str, etag: str | None
     ) -> tuple[wire.CollectionCatalog | None, str | None]:

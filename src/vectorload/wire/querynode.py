@@ -85,6 +85,20 @@ class CatalogList(Wire, frozen=True):
     collections: tuple[str, ...]
 
 
+class CatalogTokensRequest(Wire, frozen=True):
+    """`POST /v1/catalog/tokens`: the catalogs' validators of many collections in one request."""
+
+    collections: tuple[str, ...]
+
+
+class CatalogTokens(Wire, frozen=True):
+    """Collection -> the `ETag` its `GET /v1/catalog/{collection}` would answer now; a collection
+    the storage does not have is absent. A poller of many collections asks this once and fetches
+    only the catalogs whose tag moved."""
+
+    tokens: dict[str, str]
+
+
 class SegmentSummary(Wire, frozen=True):
     """One live segment in a collection catalog. `bytes` are file sizes per field (`$meta` for the
     dynamic field, `$ts` for row timestamps); `memory_bytes` the predicted resident bytes memory

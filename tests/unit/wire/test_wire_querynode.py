@@ -70,6 +70,8 @@ EXPECTED: dict[str, w.Wire] = {
         deltas=w.DeltaSummary(count=2, newest_ts=464628105297920000),
         generation=15,
     ),
+    "CatalogTokensRequest": w.CatalogTokensRequest(collections=("book", "metrics")),
+    "CatalogTokens": w.CatalogTokens(tokens={"book": '"g15-5c3a0f1e9b7d2a64"'}),
     "Distribution": w.Distribution(
         node="qn-0",
         boot_id="5d0c8b0e9f6e4a39b8d1f0a7c2e4b6d1",
