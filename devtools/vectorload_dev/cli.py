@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "kubelet": ("vectorload_dev.kubelet:main", "process kubelet: run pods as local processes"),
     "demo": ("vectorload_dev.demo:main", "the whole system on this machine, end to end"),
+    "openapi": ("vectorload_dev.openapi:main", "the querynode API's OpenAPI document: --write | --check"),
 }
 
 

@@ -19,13 +19,22 @@ def _unauthorized() -> ApiError:
     return ApiError(UNAUTHORIZED.status, UNAUTHORIZED.reason, UNAUTHORIZED.message)
 
 
+# the only whitespace HTTP allows around a header value and between scheme and credentials
+# (RFC 9110 OWS); str.strip() would also drop NBSP, U+3000, \x0b, \x1c-\x1f, U+0085, U+2028 —
+# and accept "<token>\u00a0" as the token (found by tests/fuzz)
+HTTP_WHITESPACE = " \t"
+
+
 def bearer_token(header: str | None) -> str | None:
+    """The credentials of `Bearer <token>` (the scheme in any case, RFC 7235), stripped of
+    spaces and tabs only; None for anything else."""
     if not header:
         return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    scheme, _, value = header.strip(HTTP_WHITESPACE).partition(" ")
+    value = value.strip(HTTP_WHITESPACE)
+    if scheme.lower() != "bearer" or not value:
         return None
-    return value.strip()
+    return value
 
 
 def _bytes(text: str) -> bytes:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .app import build_app
 from .node import QueryNode
+from .segment import META_KEY_CACHE
 from .settings import SettingsError, parse_settings
 
 # The event loop shares the GIL with the data workers' Python code (hit lists, row fields). With
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
     if settings.open_data_api:
         logging.getLogger("vectorload.querynode").warning("data API runs WITHOUT authentication")
     sys.setswitchinterval(SWITCH_INTERVAL)
+    META_KEY_CACHE.resize(settings.meta_cache)  # --meta-cache-bytes, --meta-cache-entries
     node = QueryNode(settings)
     logging.getLogger("vectorload.querynode").info(
         "querynode %s (boot %s) serving %s on %s:%d, memory limit %d bytes × %.2f",

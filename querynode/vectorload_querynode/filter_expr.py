@@ -41,6 +41,9 @@ from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
 MAX_EXPRESSION_CHARS = 65536
 MAX_DEPTH = 64
 MAX_LIST_ITEMS = 65536
+# The parser, the binder and the evaluator recurse once or a few times per level of nesting, so the
+# depth limit stays far enough below Python's recursion limit (1000) that no filter reaches it.
+DEPTH_CEILING = 200
 ECHO_CHARS = 200  # input echoed in an error message is cut to this many characters
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INT64_DIGITS = len(str(2**63))  # 19: more significant digits than this cannot be an int64
@@ -54,14 +57,27 @@ class FilterLimits:
     and `max_list_items` (items of one `in [...]` list) while parsing.
     """
 
-    max_chars: int = MAX_EXPRESSION_CHARS
-    max_depth: int = MAX_DEPTH
-    max_list_items: int = MAX_LIST_ITEMS
+    max_chars: int = MAX_EXPRESSION_CHARS  # --filter-max-chars
+    max_depth: int = MAX_DEPTH  # --filter-max-depth (at most DEPTH_CEILING)
+    max_list_items: int = MAX_LIST_ITEMS  # --filter-max-list-items
 
     def __post_init__(self) -> None:
         for name in ("max_chars", "max_depth", "max_list_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FilterLimits.{name} must be at least 1, not {getattr(self, name)}")
+        if self.max_depth > DEPTH_CEILING:
+            raise ValueError(
+                f"FilterLimits.max_depth must be at most {DEPTH_CEILING} (parsing, binding and "
+                f"evaluation recurse once per level), not {self.max_depth}"
+            )
+
+
+# the querynode flag of each limit, named in its refusal
+LIMIT_FLAGS = {
+    "max_chars": "--filter-max-chars",
+    "max_depth": "--filter-max-depth",
+    "max_list_items": "--filter-max-list-items",
+}
 
 
 DEFAULT_LIMITS = FilterLimits()
@@ -117,7 +133,10 @@ _LIKE_ESCAPES = {"%", "_"}  # '\%' and '\_' stay as written for a like pattern t
 
 def tokenize(text: str, limits: FilterLimits = DEFAULT_LIMITS) -> list[Token]:
     if len(text) > limits.max_chars:
-        raise FilterError(f"filter is {len(text)} characters long; the limit is {limits.max_chars}")
+        raise FilterError(
+            f"filter is {len(text)} characters long; the limit is {limits.max_chars} "
+            f"({LIMIT_FLAGS['max_chars']})"
+        )
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -417,7 +436,8 @@ class _Parser:
         if self.depth > self.limits.max_depth:
             raise FilterError(
                 f"filter nests deeper than {self.limits.max_depth} levels of parentheses and 'not' "
-                f"at position {self.current.pos}; the limit is {self.limits.max_depth}"
+                f"at position {self.current.pos}; the limit is {self.limits.max_depth} "
+                f"({LIMIT_FLAGS['max_depth']})"
             )
         try:
             if self.is_keyword("not"):
@@ -500,7 +520,7 @@ class _Parser:
                 if len(values) == self.limits.max_list_items:
                     raise FilterError(
                         f"list at position {start.pos} has more than {self.limits.max_list_items} "
-                        f"items; the limit is {self.limits.max_list_items}"
+                        f"items; the limit is {self.limits.max_list_items} ({LIMIT_FLAGS['max_list_items']})"
                     )
                 self.advance()
                 values.append(self.parse_literal())

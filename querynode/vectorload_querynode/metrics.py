@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from .admission import MemoryAccount
 from .memory import resident_bytes
 from .registry import Registry
+from .segment import META_KEY_CACHE, MetaKeyCache
 
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -36,16 +37,23 @@ METRIC_NAMES = (
     "vectorload_querynode_memory_reserved_bytes",
     "vectorload_querynode_memory_threshold_ratio",
     "vectorload_querynode_resident_memory_bytes",
+    "vectorload_querynode_meta_cache_entries",
+    "vectorload_querynode_meta_cache_bytes",
+    "vectorload_querynode_meta_cache_limit_entries",
+    "vectorload_querynode_meta_cache_limit_bytes",
 )
 
 
 class _StateCollector(Collector):
     """Gauges computed at scrape time from the registry and the memory account."""
 
-    def __init__(self, registry: Registry, account: MemoryAccount, rss: Callable[[], int]) -> None:
+    def __init__(
+        self, registry: Registry, account: MemoryAccount, rss: Callable[[], int], meta_cache: MetaKeyCache
+    ) -> None:
         self.registry = registry
         self.account = account
         self.rss = rss
+        self.meta_cache = meta_cache
 
     def collect(self) -> list[GaugeMetricFamily]:
         per_state = {
@@ -87,6 +95,8 @@ class _StateCollector(Collector):
         for collection, n in sorted(byte_sums.items()):
             loaded_bytes.add_metric([collection], n)
         cap = self.account.snapshot()
+        cache_entries, cache_bytes = self.meta_cache.stats()
+        cache_limits = self.meta_cache.limits
         return [
             *per_state.values(),
             rows,
@@ -114,11 +124,33 @@ class _StateCollector(Collector):
             GaugeMetricFamily(
                 "vectorload_querynode_resident_memory_bytes", "Resident set size (VmRSS)", value=self.rss()
             ),
+            GaugeMetricFamily(
+                "vectorload_querynode_meta_cache_entries",
+                "$meta key columns held by the node's key cache (all segments)",
+                value=cache_entries,
+            ),
+            GaugeMetricFamily(
+                "vectorload_querynode_meta_cache_bytes",
+                "Bytes of the $meta key columns held by the node's key cache (not counted by admission)",
+                value=cache_bytes,
+            ),
+            GaugeMetricFamily(
+                "vectorload_querynode_meta_cache_limit_entries",
+                "Bound of the $meta key cache in columns (--meta-cache-entries)",
+                value=cache_limits.max_entries,
+            ),
+            GaugeMetricFamily(
+                "vectorload_querynode_meta_cache_limit_bytes",
+                "Bound of the $meta key cache in bytes (--meta-cache-bytes)",
+                value=cache_limits.max_bytes,
+            ),
         ]
 
 
 class Metrics:
-    def __init__(self, registry: Registry, account: MemoryAccount) -> None:
+    def __init__(
+        self, registry: Registry, account: MemoryAccount, meta_cache: MetaKeyCache = META_KEY_CACHE
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.load_duration = Histogram(
             "vectorload_querynode_segment_load_duration_seconds",
@@ -172,7 +204,7 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(registry, account, resident_bytes))
+        self.registry.register(_StateCollector(registry, account, resident_bytes, meta_cache))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -24,7 +24,8 @@ from vectorload.wire.querynode import SearchRequest as SearchBody
 
 from .errors import ApiError, echo
 from .filter_eval import evaluate
-from .filter_expr import BoundFilter, FilterError, bind
+from .filter_expr import DEFAULT_LIMITS as DEFAULT_FILTER_LIMITS
+from .filter_expr import BoundFilter, FilterError, FilterLimits, bind
 from .requests import GetRequest, QueryRequest, SearchRequest
 from .segment import LoadedSegment, VectorIndex
 
@@ -99,12 +100,17 @@ def field_not_loaded(name: str, segment: LoadedSegment) -> ApiError:
 
 
 def bind_filter(
-    text: str | None, schema: CollectionSchema, segments: list[LoadedSegment]
+    text: str | None,
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    limits: FilterLimits = DEFAULT_FILTER_LIMITS,
 ) -> BoundFilter | None:
+    """The request's filter parsed within the node's `limits` (--filter-max-*) and checked
+    against what the segments hold; 400 naming the problem."""
     if text is None:
         return None
     try:
-        bound = bind(text, schema)
+        bound = bind(text, schema, limits)
     except FilterError as exc:
         raise ApiError(400, exc.reason, f"filter {_clip(text)}: {echo(exc.message)}") from exc
     for segment in segments:
@@ -302,7 +308,7 @@ def run_search(
             "DimensionMismatch",
             f"query vectors have {req.vectors.shape[1]} dimensions; field {anns} has dim {dim}",
         )
-    bound = bind_filter(req.filter, schema, segments)
+    bound = bind_filter(req.filter, schema, segments, req.filter_limits)
     outputs = plan_outputs(req.output_fields, schema, segments)
     ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
     nq = len(req.vectors)
@@ -393,7 +399,7 @@ def run_query(
     req: QueryRequest,
     deadline: Deadline | None = None,
 ) -> list[dict[str, Any]]:
-    bound = bind_filter(req.filter, schema, segments)
+    bound = bind_filter(req.filter, schema, segments, req.filter_limits)
     assert bound is not None
     outputs = plan_outputs(req.output_fields, schema, segments)
     rows: list[dict[str, Any]] = []

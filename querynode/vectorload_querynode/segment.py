@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
+import logging
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -21,6 +22,8 @@ from vectorload.storage.api import FieldSchema, StorageError
 from .filter_eval import KeyValues
 
 Vector = npt.NDArray[np.float32]
+log = logging.getLogger("vectorload.querynode")
+_row_decoder = msgspec.json.Decoder()
 
 
 DEFAULT_META_CACHE_BYTES = 64 * 2**20
@@ -151,6 +154,8 @@ class MetaColumn:
         self.starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64) if rows else np.zeros(0, np.int64)
         self.ends = ends.astype(np.int64)
         self.rows = rows
+        self.where = where
+        self._warned = False  # an unreadable row was logged
         self._cache = cache if cache is not None else META_KEY_CACHE
         self._owner = self._cache.new_owner()
         weakref.finalize(self, self._cache.forget, self._owner)
@@ -159,16 +164,27 @@ class MetaColumn:
         self._lock = threading.Lock()  # one pass at a time per segment
 
     def row(self, i: int) -> dict[str, Any]:
-        value = json.loads(self.blob[self.starts[i] : self.ends[i]])
-        return value if isinstance(value, dict) else {}
-
-    def _row_or_empty(self, i: int) -> dict[str, Any]:
-        """A row for filtering: one that cannot be parsed (the files are verified, so only a
-        foreign writer's output, e.g. an integer beyond Python's digit limit) has no keys."""
+        """Row `i` of the dynamic field, for output fields and filters alike. Never raises: a row
+        that is not a JSON object the answer encoder can write back — not JSON, NaN or Infinity,
+        a lone surrogate escape, a number beyond float or an integer beyond 4300 digits, nesting
+        deeper than the decoder's recursion limit — reads as `{}` (no keys; a `$meta` output of
+        `{}`, each key null). The files are verified against their manifest, so only a foreign
+        writer's output gets here (this project's ingest writes none of these); it is logged once
+        per segment, naming the first such row."""
         try:
-            return self.row(i)
-        except (ValueError, RecursionError):
+            value = _row_decoder.decode(self.blob[self.starts[i] : self.ends[i]])
+        except (msgspec.DecodeError, RecursionError):
+            self._unreadable(i)
             return {}
+        if not isinstance(value, dict):
+            self._unreadable(i)
+            return {}
+        return value
+
+    def _unreadable(self, i: int) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("%s: $meta row %d is not a JSON object; it reads as {} (no keys)", self.where, i)
 
     def has_key(self, key: str) -> bool | None:
         """Whether any row has `key` (None: not known before the first pass, or too many keys)."""
@@ -196,14 +212,14 @@ class MetaColumn:
 
     def _extract(self, key: str) -> KeyValues:
         if self._scanned:
-            return KeyValues.encode((self._row_or_empty(i).get(key) for i in range(self.rows)), self.rows)
+            return KeyValues.encode((self.row(i).get(key) for i in range(self.rows)), self.rows)
         limit = self._cache.limits.max_indexed_keys
         seen: set[str] | None = set()
 
         def rows() -> Iterator[Any]:
             nonlocal seen
             for i in range(self.rows):
-                row = self._row_or_empty(i)
+                row = self.row(i)
                 if seen is not None:
                     seen.update(row)
                     if len(seen) > limit:

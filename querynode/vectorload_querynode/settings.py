@@ -8,13 +8,17 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .filter_expr import DEPTH_CEILING, FilterLimits
 from .memory import auto_memory_limit, parse_bytes
 from .requests import DEFAULT_LIMITS, Limits
+from .segment import MetaCacheLimits
 
 TOKEN_ENV = "VECTORLOAD_TOKEN"  # noqa: S105 (a variable name)
 DATA_TOKEN_ENV = "VECTORLOAD_DATA_TOKEN"  # noqa: S105
 DEFAULT_PORT = 19530
 DEFAULT_MAX_REQUEST_BYTES = DEFAULT_LIMITS.max_request_bytes
+DEFAULT_FILTER_LIMITS = DEFAULT_LIMITS.filter
+DEFAULT_META_CACHE = MetaCacheLimits()
 
 
 class SettingsError(Exception):
@@ -38,6 +42,7 @@ class Settings:
     verify_in_process: bool = False  # hash files in the loading thread, not in the sha256 helper
     open_data_api: bool = False  # --open-data-api: search/query/get without a token
     limits: Limits = field(default_factory=Limits)  # bounded work per request (see requests.Limits)
+    meta_cache: MetaCacheLimits = field(default_factory=MetaCacheLimits)  # --meta-cache-*
 
     def data_tokens(self) -> tuple[str, ...]:
         """Tokens the data API accepts: the data token and the control token (which may do more)."""
@@ -124,6 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of work a data request may take before it stops with 408 "
         f"(default {DEFAULT_LIMITS.request_timeout:g})",
     )
+    limits.add_argument(
+        "--filter-max-chars",
+        type=int,
+        default=DEFAULT_FILTER_LIMITS.max_chars,
+        help=f"longest filter expression, in characters (default {DEFAULT_FILTER_LIMITS.max_chars})",
+    )
+    limits.add_argument(
+        "--filter-max-depth",
+        type=int,
+        default=DEFAULT_FILTER_LIMITS.max_depth,
+        help="deepest nesting of parentheses and 'not' in a filter "
+        f"(default {DEFAULT_FILTER_LIMITS.max_depth}, at most {DEPTH_CEILING})",
+    )
+    limits.add_argument(
+        "--filter-max-list-items",
+        type=int,
+        default=DEFAULT_FILTER_LIMITS.max_list_items,
+        help=f"items of one 'in [...]' list in a filter (default {DEFAULT_FILTER_LIMITS.max_list_items})",
+    )
+    cache = p.add_argument_group("$meta key cache (one LRU per node, not counted by memory admission)")
+    cache.add_argument(
+        "--meta-cache-bytes",
+        default=str(DEFAULT_META_CACHE.max_bytes),
+        help="bytes of extracted $meta key columns kept, all segments together (default 64Mi; 0 keeps none)",
+    )
+    cache.add_argument(
+        "--meta-cache-entries",
+        type=int,
+        default=DEFAULT_META_CACHE.max_entries,
+        help=f"$meta key columns kept (default {DEFAULT_META_CACHE.max_entries}; 0 keeps none)",
+    )
     p.add_argument("--default-ef", type=int, default=64, help="hnswlib ef when a search gives none")
     p.add_argument(
         "--verify-in-process",
@@ -140,6 +176,7 @@ def parse_settings(argv: list[str]) -> Settings:
     try:
         memory_limit = auto_memory_limit() if args.memory_limit == "auto" else parse_bytes(args.memory_limit)
         max_request = parse_bytes(args.max_request_bytes)
+        meta_cache_bytes = 0 if args.meta_cache_bytes.strip() == "0" else parse_bytes(args.meta_cache_bytes)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     if not 0.0 < args.threshold <= 1.0:
@@ -153,9 +190,18 @@ def parse_settings(argv: list[str]) -> Settings:
         ("--max-search-results", args.max_search_results),
         ("--max-ids", args.max_ids),
         ("--max-output-fields", args.max_output_fields),
+        ("--filter-max-chars", args.filter_max_chars),
+        ("--filter-max-depth", args.filter_max_depth),
+        ("--filter-max-list-items", args.filter_max_list_items),
     ):
         if value < 1:
             raise SettingsError(f"{flag} must be at least 1")
+    if args.filter_max_depth > DEPTH_CEILING:
+        raise SettingsError(
+            f"--filter-max-depth must be at most {DEPTH_CEILING}, got {args.filter_max_depth}"
+        )
+    if args.meta_cache_entries < 0:
+        raise SettingsError(f"--meta-cache-entries must not be negative, got {args.meta_cache_entries}")
     if not args.request_timeout > 0:
         raise SettingsError(f"--request-timeout must be positive seconds, got {args.request_timeout}")
     token = _read_token(args.token_file, TOKEN_ENV, "token")
@@ -191,5 +237,15 @@ def parse_settings(argv: list[str]) -> Settings:
             max_ids=args.max_ids,
             max_output_fields=args.max_output_fields,
             request_timeout=args.request_timeout,
+            filter=FilterLimits(
+                max_chars=args.filter_max_chars,
+                max_depth=args.filter_max_depth,
+                max_list_items=args.filter_max_list_items,
+            ),
+        ),
+        meta_cache=MetaCacheLimits(
+            max_bytes=meta_cache_bytes,
+            max_entries=args.meta_cache_entries,
+            max_indexed_keys=DEFAULT_META_CACHE.max_indexed_keys,
         ),
     )
