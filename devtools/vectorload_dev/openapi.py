@@ -65,6 +65,7 @@ class Route:
     body: type[wire.Wire] | None = None
     errors: tuple[int, ...] = ()
     parameters: tuple[dict[str, Any], ...] = field(default=())
+    conditional: bool = False  # answers carry an ETag; `If-None-Match` with it gets a 304
 
 
 COLLECTION_PARAMETER: dict[str, Any] = {
@@ -75,6 +76,13 @@ COLLECTION_PARAMETER: dict[str, Any] = {
     "schema": {"type": "string"},
 }
 DATA_ERRORS = (*BODY_ERRORS, 401, 404, 408, 409)
+IF_NONE_MATCH_PARAMETER: dict[str, Any] = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "An `ETag` of an earlier answer (or a list, or `*`): 304 while it is still current.",
+    "schema": {"type": "string"},
+}
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -105,12 +113,24 @@ ROUTES: tuple[Route, ...] = (
         "get",
         "/v1/catalog/{collection}",
         "collectionCatalog",
-        "A collection's schema, partitions and segments (file bytes, predicted memory bytes).",
+        "A collection's schema, partitions and segments (file bytes, predicted memory bytes), "
+        "compaction lineage, retired segments, deletes and storage generation.",
         "control",
         wire.CollectionCatalog,
         None,
         (400, 401, 404),
-        (COLLECTION_PARAMETER,),
+        (COLLECTION_PARAMETER, IF_NONE_MATCH_PARAMETER),
+        conditional=True,
+    ),
+    Route(
+        "post",
+        "/v1/catalog/tokens",
+        "catalogTokens",
+        "The current ETag of each named collection's catalog (absent: no such collection).",
+        "control",
+        wire.CatalogTokens,
+        wire.CatalogTokensRequest,
+        (*BODY_ERRORS, 401),
     ),
     Route(
         "post",
@@ -208,7 +228,17 @@ def _operation(route: Route) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
     else:
         ok = {"description": "OK", "content": _json(_ref(route.answer))}
-    op["responses"] = {"200": ok} | {
+    if route.conditional:
+        ok["headers"] = {
+            "ETag": {
+                "description": "The catalog's validator (storage's change token).",
+                "schema": {"type": "string"},
+            }
+        }
+    responses: dict[str, Any] = {"200": ok}
+    if route.conditional:
+        responses["304"] = {"description": "Not Modified: `If-None-Match` names the current ETag (no body)."}
+    op["responses"] = responses | {
         str(code): {"$ref": f"#/components/responses/E{code}"} for code in route.errors
     }
     op["security"] = SECURITY[route.auth]

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from vectorload_operator.core.model import NewDataSettings
 from vectorload_operator.selectors import LabelSelector
 from vectorload_operator.settings import (
     DEFAULT_MAX_TASKS_PER_NODE,
@@ -70,7 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum seconds between status patches (default 0.4)",
     )
     p.add_argument(
-        "--catalog-interval", type=float, default=2.0, help="seconds between catalog refreshes (default 2.0)"
+        "--catalog-interval",
+        type=float,
+        default=0.2,
+        help="seconds between catalog polls (default 0.2; an unchanged catalog costs a 304)",
+    )
+    p.add_argument(
+        "--new-data-share",
+        type=float,
+        default=0.1,
+        help="segments published after a load make a Loaded collection Loading again only when "
+        "they exceed this share of its bytes and --new-data-bytes (default 0.1)",
+    )
+    p.add_argument(
+        "--new-data-bytes",
+        type=int,
+        default=64 << 20,
+        help="... and this many bytes (default 67108864 = 64 MiB)",
     )
     p.add_argument(
         "--request-timeout",
@@ -90,6 +107,10 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         raise ValueError("--max-tasks-per-node must be at least 1")
     if args.dist_pull_interval <= 0:
         raise ValueError("--dist-pull-interval must be positive")
+    if args.catalog_interval <= 0:
+        raise ValueError("--catalog-interval must be positive")
+    if not 0 <= args.new_data_share <= 1 or args.new_data_bytes < 0:
+        raise ValueError("--new-data-share must be in 0..1 and --new-data-bytes >= 0")
     return OperatorConfig(
         namespaces=() if all_namespaces else namespaces,
         all_namespaces=all_namespaces,
@@ -103,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         status_interval=args.status_interval,
         catalog_interval=args.catalog_interval,
         request_timeout=args.request_timeout,
+        new_data=NewDataSettings(max_share=args.new_data_share, max_bytes=args.new_data_bytes),
     )
 
 

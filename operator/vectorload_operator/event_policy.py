@@ -10,6 +10,8 @@ transition, not once per pass. The policy turns one pass's observation into topi
 - topic `capacity`: `InsufficientNodes` / `InsufficientMemory` (Warning) while the plan cannot
   place the resource or no node can read its catalog; cleared when that ends.
 - topic `degraded`: `Degraded` (Warning) while condition Degraded is True (not when Failed).
+- topic `newdata`: `LoadingNewData` while a loaded collection loads segments published after
+  its load (status `pendingSegments`); cleared when they are in.
 - topic `fail/<node>/<partition>/<segment>`: `SegmentLoadFailed` (Warning) per failed load;
   cleared when the failure is forgotten.
 
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vectorload_operator.core.conditions import NEW_DATA
 from vectorload_operator.observe import Inputs, Observed, node_name
 
 CAPACITY_REASONS = frozenset({"InsufficientNodes", "InsufficientMemory"})
@@ -30,11 +33,13 @@ CAPACITY_REASONS = frozenset({"InsufficientNodes", "InsufficientMemory"})
 
 @dataclass(frozen=True)
 class Memory:
-    """Generations that already posted LoadStarted / reached Loaded, and the failure topics open."""
+    """Generations that already posted LoadStarted / reached Loaded, the failure topics open, and
+    whether `LoadingNewData` is."""
 
     started_gen: int = 0
     loaded_gen: int = 0
     failure_topics: frozenset[str] = frozenset()
+    new_data: bool = False  # the `newdata` topic is open
 
     def was_loaded(self, generation: int) -> bool:
         return self.loaded_gen == generation
@@ -102,6 +107,14 @@ def decide(
         out.append(Transition("capacity", capacity[0].reason, capacity[0].message, warning=True))
     else:
         out.append(Transition("capacity", None))
+    pending = observed.status.get("pendingSegments") or 0
+    if pending and observed.state in ("Loaded", "Loading") and inputs.was_loaded:
+        message = f"loading segments of collection {collection} published after it was loaded"
+        out.append(Transition("newdata", NEW_DATA, message))
+        memory = replace(memory, new_data=True)
+    elif memory.new_data:
+        out.append(Transition("newdata", None))
+        memory = replace(memory, new_data=False)
     if observed.degraded.status == "True" and inputs.failure is None:
         out.append(Transition("degraded", "Degraded", observed.degraded.message, warning=True))
     else:

@@ -20,6 +20,7 @@ from vectorload_operator import core
 from vectorload_operator.catalog import CatalogEntry
 from vectorload_operator.core import (
     LoadTarget,
+    NewDataSettings,
     NodeState,
     Placement,
     Plan,
@@ -105,9 +106,11 @@ def observation(
     now_wall: float,
     wall_of: Callable[[float], float],
     releasing_segments: int = 0,
+    new_data: NewDataSettings | None = None,
 ) -> Inputs:
     """The observer's inputs for `entry` after `plan`; `wall_of` turns a failure's monotonic time
-    into wall time; `releasing_segments` is what the pool still holds of a deleted entry."""
+    into wall time; `releasing_segments` is what the pool still holds of a deleted entry;
+    `new_data`: when data published after the load counts as large."""
     inputs = Inputs(
         generation=entry.generation,
         previous=previous,
@@ -118,6 +121,7 @@ def observation(
         failure=request.failure,
         waiting=request.waiting,
         target=request.target,
+        new_data=new_data or NewDataSettings(),
     )
     if request.target is None:
         return inputs

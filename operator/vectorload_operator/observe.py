@@ -6,13 +6,14 @@ seconds."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vectorload_operator.clock import rfc3339
 from vectorload_operator.core import (
     Condition,
     LoadTarget,
+    NewDataSettings,
     NodeState,
     Placement,
     Problem,
@@ -41,6 +42,20 @@ def node_name(node_key: str) -> str:
     return node_key.rpartition("/")[2]
 
 
+LOADED_GENERATION = "loadedCatalogGeneration"
+"""Status key: the storage generation of the collection when it was last fully loaded; segments
+published after it are new data (`core.NewData`)."""
+KEPT_WITHOUT_TARGET = (
+    "loadedFields",
+    "partitions",
+    "replicas",
+    "lastFailure",
+    "pendingSegments",
+    "pendingBytes",
+    LOADED_GENERATION,
+)
+
+
 @dataclass(frozen=True)
 class Inputs:
     generation: int
@@ -57,6 +72,7 @@ class Inputs:
     failures: tuple[SegmentFailure, ...] = ()
     failure_walls: tuple[float, ...] = ()  # wall time of each failure
     nodes: Sequence[NodeState] = ()
+    new_data: NewDataSettings = field(default_factory=NewDataSettings)
 
 
 @dataclass(frozen=True)
@@ -92,9 +108,7 @@ def observe(inp: Inputs) -> Observed:
                 raise ValueError("Inputs without a target need deleting, failure or waiting")
             load = compute_waiting_state(inp.waiting, was_loaded=inp.was_loaded)
         progress = guard_progress(0, inp.generation, prev_pct, prev_gen)
-        status.update(
-            {k: prev[k] for k in ("loadedFields", "partitions", "replicas", "lastFailure") if k in prev}
-        )
+        status.update({k: prev[k] for k in KEPT_WITHOUT_TARGET if k in prev})
         status.update(
             replicaText=str(prev.get("replicaText") or "0/0"),
             loadedBytes=int(prev.get("loadedBytes") or 0),
@@ -102,7 +116,8 @@ def observe(inp: Inputs) -> Observed:
         )
     else:
         target = inp.target
-        raw = compute_progress(target, inp.placement, inp.nodes)
+        loaded_generation = _prev_int(prev, LOADED_GENERATION)
+        raw = compute_progress(target, inp.placement, inp.nodes, loaded_generation, inp.new_data)
         load = compute_state(target, raw, inp.problems, inp.failures, was_loaded=inp.was_loaded)
         progress = guard_progress(raw.percent, inp.generation, prev_pct, prev_gen)
         if load.load_state == "Loaded" and inp.was_loaded:
@@ -113,6 +128,9 @@ def observe(inp: Inputs) -> Observed:
             else {}
         )
         ready_replicas = raw.complete_replicas
+        new = raw.new_data
+        if inp.was_loaded and new.only_new and not new.large and load.load_state == "Loaded":
+            ready_replicas = sum(1 for r in raw.replicas if r.missing <= new.segments)
         want = raw.desired_replicas
         if load.load_state == "Loaded" or inp.failures or inp.problems:
             degraded_replicas = max(want - ready_replicas, 0)
@@ -135,6 +153,12 @@ def observe(inp: Inputs) -> Observed:
                 for r in raw.replicas
             ],
         )
+        status["pendingSegments"] = len(new.segments)
+        status["pendingBytes"] = new.bytes
+        if raw.percent == 100:  # what "new data" is measured against from now on
+            status[LOADED_GENERATION] = max([target.generation, *(s.generation for s in target.segments)])
+        elif loaded_generation is not None:
+            status[LOADED_GENERATION] = loaded_generation
         if "lastFailure" in prev:
             status["lastFailure"] = prev["lastFailure"]
         if inp.failures:

@@ -102,6 +102,7 @@ class PoolPlanner:
                 now_wall=self._clock.wall(),
                 wall_of=self._clock.wall_of,
                 releasing_segments=held,
+                new_data=self.settings.new_data,
             )
             self._publisher.publish(e, observed_inputs, observe(observed_inputs))
             deleted = e.deleting and not e.released.is_set()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from vectorload_operator import core
-from vectorload_operator.catalog import CatalogCache
+from vectorload_operator.catalog import CatalogCache, wanted_catalogs
 from vectorload_operator.clock import SYSTEM_CLOCK, Clock
 from vectorload_operator.core import Pacing, PassOutcome, PlannerSettings, SegmentState
 from vectorload_operator.distribution import DistributionPuller
@@ -74,6 +74,12 @@ class Reconciler:
         """Run the next pass soon (debounced) instead of after the full interval."""
         self._wake.set()
 
+    async def poll_catalogs(self) -> None:
+        """Poll the catalogs between passes (`CatalogCache.run`): a changed one wakes the loop."""
+        await self._catalogs.run(
+            lambda: wanted_catalogs(self.registry), lambda: self._puller.views, self.wake
+        )
+
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
         while True:
@@ -108,9 +114,7 @@ class Reconciler:
         changed = self._puller.revision != revision
         entries = list(self.registry)
         self._publisher.seed(entries)
-        await self._catalogs.refresh(
-            {(e.namespace, e.collection) for e in entries if not e.deleting and e.collection}, views
-        )
+        await self._catalogs.refresh(wanted_catalogs(entries), views)
         settled = self.executor.settle(views)
         busy = self.executor.unsettled() > 0 or any(
             h.state is SegmentState.LOADING for v in views.values() for h in v.state.segments.values()

@@ -12,7 +12,7 @@ import logging
 from vectorload_operator.catalog import CatalogCache
 from vectorload_operator.clients import QuerynodeClients
 from vectorload_operator.clock import SYSTEM_CLOCK, Clock
-from vectorload_operator.core import Pacing
+from vectorload_operator.core import Pacing, PlannerSettings
 from vectorload_operator.distribution import DistributionPuller
 from vectorload_operator.events import Events
 from vectorload_operator.executor import Executor
@@ -77,9 +77,10 @@ class Runtime:
             ),
             publisher=publisher,
             pacing=Pacing.of(cfg.dist_pull_interval),
+            planner=PlannerSettings(new_data=cfg.new_data),
             clock=clock,
         )
-        for coro in (writer.run(), events.run(), self.reconciler.run()):
+        for coro in (writer.run(), events.run(), self.reconciler.run(), self.reconciler.poll_catalogs()):
             self._tasks.append(asyncio.create_task(coro))
         log.info(
             "vectorload operator started: %d CollectionLoads, %d querynode pods",

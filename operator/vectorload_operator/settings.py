@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vectorload_operator.core.model import NewDataSettings
 from vectorload_operator.selectors import LabelSelector
 
 DEFAULT_QUERYNODE_SELECTOR = "app.kubernetes.io/component=querynode"
@@ -33,8 +34,9 @@ class OperatorConfig:
     max_tasks_per_node: int = DEFAULT_MAX_TASKS_PER_NODE
     dist_pull_interval: float = 0.5
     status_interval: float = 0.4
-    catalog_interval: float = 2.0
+    catalog_interval: float = 0.2
     request_timeout: float = 2.0
+    new_data: NewDataSettings = field(default_factory=NewDataSettings)
     delete_timeout: float = 120.0
     watch_server_timeout: int = 60
     watch_client_timeout: int = 75

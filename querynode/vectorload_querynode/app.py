@@ -223,9 +223,33 @@ async def catalog(request: web.Request) -> web.Response:
 
 
 async def catalog_collection(request: web.Request) -> web.Response:
+    """200 with the catalog and its `ETag`, or 304 (no body) when `If-None-Match` names it."""
     node = _control(request)
     collection = check_name(request.match_info["collection"], "collection")
-    return _answer(await _run(node.io_pool, node.catalog, collection))
+    since = request.headers.get(hdrs.IF_NONE_MATCH)
+    etag, found = await _run(node.io_pool, node.catalog_if_changed, collection, since)
+    if found is None:
+        return web.Response(status=304, headers={hdrs.ETAG: etag})
+    response = _answer(found)
+    response.headers[hdrs.ETAG] = etag
+    return response
+
+
+MAX_TOKEN_COLLECTIONS = 4096
+
+
+async def catalog_tokens(request: web.Request) -> web.Response:
+    """`POST /v1/catalog/tokens`: many collections' catalog ETags at once."""
+    node = _control(request)
+    body = await _decode(request, wire.CatalogTokensRequest, node.io_pool)
+    if len(body.collections) > MAX_TOKEN_COLLECTIONS:
+        raise ApiError(
+            400,
+            "InvalidRequest",
+            f"collections has {len(body.collections)} items; the limit is {MAX_TOKEN_COLLECTIONS}",
+        )
+    names = [check_name(c, "collection") for c in body.collections]
+    return _answer(await _run(node.io_pool, node.catalog_tokens, names))
 
 
 async def load(request: web.Request) -> web.Response:
@@ -301,6 +325,7 @@ def build_app(node: QueryNode) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/catalog", catalog)
     app.router.add_get("/v1/catalog/{collection}", catalog_collection)
+    app.router.add_post("/v1/catalog/tokens", catalog_tokens)
     app.router.add_post("/v1/segments/load", load)
     app.router.add_post("/v1/segments/release", release)
     app.router.add_get("/v1/distribution", distribution)

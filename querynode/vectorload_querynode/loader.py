@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from vectorload.storage.api import (
     DYNAMIC_FIELD,
+    TS_FIELD,
     CollectionSchema,
     FieldSchema,
     SegmentFile,
@@ -102,9 +103,10 @@ def memory_bytes(manifest: SegmentManifest, schema: CollectionSchema) -> dict[st
 
 
 def predicted_bytes(manifest: SegmentManifest, spec: LoadSpec, schema: CollectionSchema) -> int:
-    """Bytes the loaded segment will hold for this load spec's files."""
+    """Bytes the loaded segment will hold for this load spec's files, plus its row timestamps
+    (`$ts`, kept for every load to apply deletes and resolve duplicates)."""
     per_file = memory_bytes(manifest, schema)
-    return sum(per_file.get(name, 0) for name in spec.files(schema))
+    return sum(per_file.get(name, 0) for name in spec.files(schema)) + per_file.get(TS_FIELD, 0)
 
 
 @dataclass

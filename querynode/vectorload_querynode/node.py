@@ -13,10 +13,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from vectorload.storage.api import CollectionSchema, SegmentManifest, StorageError
+from vectorload.storage.api import CollectionSchema, RetiredSegment, SegmentManifest, StorageError
 from vectorload.storage.load_fields import LoadFieldsError, select_fields
 from vectorload.storage.reader import FilesystemReader
 from vectorload.wire import querynode as wire
@@ -115,16 +116,53 @@ class QueryNode:
     def catalog(self, collection: str) -> wire.CollectionCatalog:
         schema = self._schema(collection)
         try:
+            generation = self.reader.generation(collection)
+            listed = {
+                p: self.reader.partition_segments(collection, p) for p in self.reader.partitions(collection)
+            }
             partitions = tuple(
                 wire.PartitionCatalog(
                     name=p,
-                    segments=tuple(_segment_summary(m, schema) for m in self.reader.segments(collection, p)),
+                    segments=tuple(_segment_summary(m, schema) for m in live),
+                    retired=tuple(_retired_summary(r) for r in retired),
                 )
-                for p in self.reader.partitions(collection)
+                for p, (live, retired) in listed.items()
             )
+            deltas = self.reader.deltas(collection)
         except StorageError as exc:
             raise storage_error(exc) from exc
-        return wire.CollectionCatalog(name=collection, schema=schema, partitions=partitions)
+        return wire.CollectionCatalog(
+            name=collection,
+            schema=schema,
+            partitions=partitions,
+            deltas=wire.DeltaSummary(count=len(deltas), newest_ts=max((d.max_ts for d in deltas), default=0)),
+            generation=generation,
+        )
+
+    def catalog_tokens(self, collections: Sequence[str]) -> wire.CatalogTokens:
+        """The ETag of each collection's catalog (collections the storage lacks are left out)."""
+        tokens: dict[str, str] = {}
+        for name in dict.fromkeys(collections):
+            try:
+                tokens[name] = f'"{self.reader.change_token(name)}"'
+            except StorageError as exc:
+                if exc.reason not in _NOT_FOUND_REASONS:
+                    raise storage_error(exc) from exc
+        return wire.CatalogTokens(tokens=tokens)
+
+    def catalog_if_changed(
+        self, collection: str, if_none_match: str | None
+    ) -> tuple[str, wire.CollectionCatalog | None]:
+        """(ETag, catalog), the catalog None when `If-None-Match` names the current ETag. The
+        token is read before the catalog, so a change while it is built makes the next request
+        read the catalog again rather than cache a stale one under a new tag."""
+        try:
+            etag = f'"{self.reader.change_token(collection)}"'
+        except StorageError as exc:
+            raise storage_error(exc) from exc
+        if if_none_match is not None and etag_matches(if_none_match, etag):
+            return etag, None
+        return etag, self.catalog(collection)
 
     # ------------------------------------------------------------------------------- load
 
@@ -368,4 +406,25 @@ def _segment_summary(manifest: SegmentManifest, schema: CollectionSchema) -> wir
         bytes={name: f.bytes for name, f in manifest.files.items()},
         total_bytes=manifest.total_bytes,
         memory_bytes=memory_bytes(manifest, schema),
+        compacted_from=manifest.compacted_from,
+        generation=manifest.generation,
     )
+
+
+def _retired_summary(retired: RetiredSegment) -> wire.RetiredSummary:
+    return wire.RetiredSummary(
+        id=retired.manifest.segment_id,
+        rows=retired.manifest.rows,
+        replaced_by=retired.replaced_by,
+        compacted_from=retired.manifest.compacted_from,
+        generation=retired.manifest.generation,
+    )
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 `If-None-Match`: `*`, or a comma-separated list of (weak or strong) tags."""
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False

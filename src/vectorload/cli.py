@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "ingest": ("vectorload.storage.cli:ingest_main", "ingest .npy vectors + JSONL rows into a collection"),
     "sample": ("vectorload.storage.cli:sample_main", "write the deterministic sample collection `book`"),
+    "compact": ("vectorload.storage.cli:compact_main", "merge sealed segments (applying deletes); --gc"),
     "search": ("vectorload.client.cli:search_main", "search a loaded CollectionLoad through its querynodes"),
     "load": (
         "vectorload.milvus_cli:load_main",

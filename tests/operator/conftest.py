@@ -17,7 +17,7 @@ from vectorload_dev.testing.operator_harness import OperatorProcess, QuerynodePo
 TEST_OPERATOR_ARGS = [
     "--dist-pull-interval", "0.25",
     "--status-interval", "0.3",
-    "--catalog-interval", "1",
+    "--catalog-interval", "0.2",
     "--request-timeout", "1",
 ]  # fmt: skip
 

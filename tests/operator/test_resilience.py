@@ -146,6 +146,8 @@ def test_segment_written_after_loaded_is_loaded(
     wait_for(
         "new segment targeted", lambda: pool.status("book")["replicas"][0]["totalSegments"] == 4, timeout=15
     )
+    # small new data keeps the collection Loaded while it loads (pendingSegments): wait for it
+    wait_for("new segment loaded", lambda: pool.status("book").get("pendingSegments") == 0, timeout=20)
     st = pool.wait_state("book", "Loaded", timeout=20)
     assert st["replicas"][0]["loadedSegments"] == 4
     assert ("novel", "novel-0003") in pool.held("qn-0")

@@ -127,6 +127,7 @@ def test_the_installed_cli_lists_production_commands_only(installed: Path) -> No
         "proxy",
         "ingest",
         "sample",
+        "compact",
         "search",
         "load",
         "release",

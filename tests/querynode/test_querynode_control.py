@@ -74,6 +74,7 @@ def test_catalog(node: QuerynodeProcess, tiny_root: Path) -> None:
     manifest = FilesystemReader(tiny_root).segment("book", "novel", "novel-0000")
     seg = next(s for s in catalog["partitions"][1]["segments"] if s["id"] == "novel-0000")
     memory = seg.pop("memoryBytes")
+    assert seg.pop("compactedFrom") == [] and seg.pop("generation") == manifest.generation > 0
     assert seg == {
         "id": "novel-0000",
         "rows": 200,

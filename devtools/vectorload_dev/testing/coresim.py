@@ -121,3 +121,44 @@ def converge(
 
 def holders(nodes: Sequence[NodeState], ref: SegmentRef) -> list[str]:
     return sorted(n.name for n in nodes if ref in n.segments)
+
+
+def compacted(
+    t: LoadTarget, partition: str, sources: Sequence[str], new_id: str, generation: int | None = None
+) -> LoadTarget:
+    """`t` after a compaction merged `sources` (live segments of `partition`) into `new_id`: the
+    new live segment weighs their sum and names them, they become retired naming it (what
+    `build_target` makes of the catalog a querynode answers after `storage.compaction.compact`)."""
+    from vectorload_operator.core import RetiredTargetSegment, TargetSegment
+
+    gone = [s for s in t.segments if s.partition == partition and s.id in set(sources)]
+    assert len(gone) == len(set(sources)), f"not all of {sources} are live in {partition}"
+    gen = generation if generation is not None else t.generation + 1
+    new = TargetSegment(
+        partition, new_id, sum(s.rows for s in gone), sum(s.bytes for s in gone), tuple(sorted(sources)), gen
+    )
+    retired = tuple(
+        RetiredTargetSegment(partition, s.id, s.rows, (new_id,), s.compacted_from, s.generation) for s in gone
+    )
+    segments = tuple(
+        sorted([*(s for s in t.segments if s not in gone), new], key=lambda s: (s.partition, s.id))
+    )
+    return replace(
+        t,
+        segments=segments,
+        retired=tuple(sorted([*t.retired, *retired], key=lambda r: (r.partition, r.id))),
+        generation=gen,
+    )
+
+
+def published(
+    t: LoadTarget, partition: str, new_id: str, nbytes: int, generation: int | None = None
+) -> LoadTarget:
+    """`t` after the write path published a new segment into `partition`."""
+    from vectorload_operator.core import TargetSegment
+
+    gen = generation if generation is not None else t.generation + 1
+    seg = TargetSegment(partition, new_id, 10, nbytes, (), gen)
+    return replace(
+        t, segments=tuple(sorted([*t.segments, seg], key=lambda s: (s.partition, s.id))), generation=gen
+    )

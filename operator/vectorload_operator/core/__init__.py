@@ -7,7 +7,9 @@ Public API (everything else is internal):
   replica placements, problems, failures and the next backoff state.
 - `record_failure(backoff, node, ref, now, reason, message) -> BackoffState` — a load the
   querynode refused (the planner counts retries itself).
-- `compute_progress(target, placement, nodes) -> Progress` — Milvus' load progress formula.
+- `compute_progress(target, placement, nodes, loaded_generation=None, new_data=None) -> Progress`
+  — Milvus' load progress formula; a compacted segment counts while its sources are loaded
+  (`Lineage`); `Progress.new_data` says which missing segments are data published after the load.
 - `guard_progress(percent, generation, previous_percent, previous_generation) -> int` — never
   decreases within one generation.
 - `compute_state(target, progress, problems, failures, *, was_loaded, releasing_segments)
@@ -24,7 +26,8 @@ Public API (everything else is internal):
 - value types: `LoadTarget`, `TargetSegment`, `SpecProblem`, `Problem`, `NodeState`,
   `HeldSegment`, `Reloading`, `SegmentState`, `SegmentRef`, `ReplicaPlacement`, `Placement`, `Task`,
   `TaskKind`, `Plan`, `SegmentFailure`, `BackoffState`, `FailureRecord`, `PlannerSettings`,
-  `RebalanceSettings`, `TargetKey`, `Progress`, `ReplicaProgress`, `PartitionProgress`,
+  `RebalanceSettings`, `NewDataSettings`, `RetiredTargetSegment`, `TargetKey`, `Progress`,
+  `ReplicaProgress`, `PartitionProgress`, `NewData`, `Lineage`,
   `Condition`, `LoadStatus`, `Claim`, `Pacing`, `PassOutcome`, `Fingerprint`.
 """
 
@@ -39,12 +42,14 @@ from vectorload_operator.core.conditions import (
 )
 from vectorload_operator.core.conflicts import CONFLICT, Claim, conflict_losers
 from vectorload_operator.core.copies import copy_matches
+from vectorload_operator.core.lineage import Lineage
 from vectorload_operator.core.model import (
     DYNAMIC_FIELD,
     BackoffState,
     FailureRecord,
     HeldSegment,
     LoadTarget,
+    NewDataSettings,
     NodeState,
     Placement,
     Plan,
@@ -53,6 +58,7 @@ from vectorload_operator.core.model import (
     RebalanceSettings,
     Reloading,
     ReplicaPlacement,
+    RetiredTargetSegment,
     SegmentFailure,
     SegmentRef,
     SegmentState,
@@ -75,6 +81,7 @@ from vectorload_operator.core.pacing import (
 )
 from vectorload_operator.core.planner import plan
 from vectorload_operator.core.progress import (
+    NewData,
     PartitionProgress,
     Progress,
     ReplicaProgress,
@@ -93,8 +100,11 @@ __all__ = [
     "FailureRecord",
     "Fingerprint",
     "HeldSegment",
+    "Lineage",
     "LoadStatus",
     "LoadTarget",
+    "NewData",
+    "NewDataSettings",
     "NodeState",
     "Pacing",
     "PartitionProgress",
@@ -108,6 +118,7 @@ __all__ = [
     "Reloading",
     "ReplicaPlacement",
     "ReplicaProgress",
+    "RetiredTargetSegment",
     "SegmentFailure",
     "SegmentRef",
     "SegmentState",

@@ -19,9 +19,10 @@ from vectorload_operator.core.model import (
     SpecProblem,
     TargetResult,
 )
-from vectorload_operator.core.progress import Progress
+from vectorload_operator.core.progress import NewData, Progress
 
 LoadState = Literal["NotLoad", "Loading", "Loaded", "Releasing", "Failed"]
+NEW_DATA = "LoadingNewData"  # the reason while segments published after the load are loading
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -70,7 +71,9 @@ def compute_state(
     gives Failed (what is loaded is kept).
     `was_loaded`: the resource reached Loaded in this generation; a loaded collection that loses
     a replica's copy but still has a serving replica stays Loaded (Milvus) and turns Degraded.
-    `failures` is `Plan.failures[key]` (most recent first).
+    `failures` is `Plan.failures[key]` (most recent first). When the only segments missing are
+    new data (`progress.new_data`, published after the load), a loaded collection stays Loaded
+    and Ready while they load, or turns Loading when they are large; never Degraded for them.
     """
     if target is None:
         if releasing_segments > 0:
@@ -140,6 +143,9 @@ def _target_status(
     text = _progress_text(progress) if progress is not None else "0% loaded"
     complete = percent == 100
     serving = progress is not None and progress.serving_replicas > 0
+    new = progress.new_data if progress is not None else None
+    if was_loaded and not complete and not problems and not failures and new and new.only_new:
+        return _new_data_status(new)
 
     if complete:
         ready = Condition("Ready", "True", "Loaded", text)
@@ -166,6 +172,21 @@ def _target_status(
 
     state: LoadState = "Loaded" if complete or (was_loaded and serving) else "Loading"
     return _status(state, ready, progressing, degraded)
+
+
+def _new_data_status(new: NewData) -> LoadStatus:
+    """A Loaded collection whose only missing segments are data published after it was loaded:
+    what was loaded keeps serving; small new data keeps it Loaded (and Ready), large new data
+    (`NewDataSettings`) makes it Loading until it is in."""
+    msg = (
+        f"loading {len(new.segments)} new segment(s) ({new.bytes} bytes) published after the "
+        "collection was loaded; everything loaded before keeps serving"
+    )
+    degraded = Condition("Degraded", "False", "AsExpected", "")
+    progressing = Condition("Progressing", "True", NEW_DATA, msg)
+    if new.large:
+        return _status("Loading", Condition("Ready", "False", NEW_DATA, msg), progressing, degraded)
+    return _status("Loaded", Condition("Ready", "True", "Loaded", msg), progressing, degraded)
 
 
 def merge_conditions(

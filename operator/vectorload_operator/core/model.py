@@ -41,12 +41,29 @@ class TaskKind(StrEnum):
 
 @dataclass(frozen=True)
 class TargetSegment:
-    """One segment a target wants; `bytes` is predicted for the target's field subset."""
+    """One segment a target wants; `bytes` is predicted for the target's field subset.
+    `compacted_from`: the segments (same partition) a compaction merged into this one;
+    `generation`: the collection's storage generation it was published at (0: unknown/old)."""
 
     partition: str
     id: str
     rows: int
     bytes: int
+    compacted_from: tuple[str, ...] = ()
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class RetiredTargetSegment:
+    """A segment of the target's partitions that a compaction replaced (catalog `retired`): no
+    longer wanted, but a node holding it keeps it until what replaces it is loaded (the swap)."""
+
+    partition: str
+    id: str
+    rows: int
+    replaced_by: tuple[str, ...]
+    compacted_from: tuple[str, ...] = ()
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,10 @@ class LoadTarget:
     replicas: int
     segments: tuple[TargetSegment, ...]
     eligible_nodes: frozenset[str] | None = None
+    retired: tuple[RetiredTargetSegment, ...] = ()
+    generation: int = 0  # the catalog's storage generation
 
-    def ref(self, segment: TargetSegment) -> SegmentRef:
+    def ref(self, segment: TargetSegment | RetiredTargetSegment) -> SegmentRef:
         return SegmentRef(self.collection, segment.partition, segment.id)
 
 
@@ -173,7 +192,7 @@ class Task:
 
     Loads carry the target's `fields` (None = all) and `skip_dynamic`; `bytes` is the predicted
     size (0 for releases). `owner`/`replica_id` are None for orphan releases. `reason` says why:
-    Missing, NodeLost, Retry, FieldsChanged, Rebalance, Redundant, NotTargeted, Orphan.
+    Missing, NodeLost, Retry, FieldsChanged, Rebalance, Redundant, NotTargeted, Orphan, Compacted.
     """
 
     kind: TaskKind
@@ -258,6 +277,18 @@ class RebalanceSettings:
 
 
 @dataclass(frozen=True)
+class NewDataSettings:
+    """When segments that appeared after a collection was fully loaded make it Loading again.
+
+    New data is *large* — loadState goes back to Loading until it is loaded — only when its
+    predicted bytes exceed both `max_share` of the target's bytes and `max_bytes`; smaller new
+    data keeps the collection Loaded (and Ready) while it loads, shown as `pendingSegments`."""
+
+    max_share: float = 0.1
+    max_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
 class PlannerSettings:
     """Knobs of the planner.
 
@@ -273,3 +304,4 @@ class PlannerSettings:
     max_attempts_per_node: int = 3
     failure_memory_s: float = 600.0
     rebalance: RebalanceSettings = field(default_factory=RebalanceSettings)
+    new_data: NewDataSettings = field(default_factory=NewDataSettings)

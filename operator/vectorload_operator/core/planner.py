@@ -16,7 +16,9 @@ Phases, over all targets (ordered by key) so memory is shared fairly:
    segment of at most half the byte gap from the fullest to the emptiest node while the gap
    exceeds `min_imbalance` × the fullest node's bytes; at most `max_moves` per plan.
 6. release: orphans (collections no target wants and not `retain`ed) and segments no longer
-   targeted at once; a redundant copy (a move) only once the assigned copy is loaded.
+   targeted at once; a redundant copy (a move) only once the assigned copy is loaded; a segment
+   a compaction retired only once every live segment replacing it is loaded in its replica (the
+   swap: its rows keep being served until then, `lineage`), at once if it does not serve.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from vectorload_operator.core import backoff as bo
 from vectorload_operator.core.conflicts import Claim, conflict_losers
 from vectorload_operator.core.copies import copy_matches, reload_matches
+from vectorload_operator.core.lineage import Lineage
 from vectorload_operator.core.model import (
     BackoffState,
     FailureRecord,
@@ -58,6 +61,14 @@ class _TargetPlan:
     eligible: int
     unplaced: dict[int, list[TargetSegment]] = field(default_factory=dict)
     busy: bool = False  # a load was emitted for this target in this plan
+
+    @property
+    def lineage(self) -> Lineage:
+        if self._lineage is None:
+            self._lineage = Lineage(self.target)
+        return self._lineage
+
+    _lineage: Lineage | None = None
 
 
 class _Planner:
@@ -365,10 +376,14 @@ class _Planner:
                     self.emit_release(name, ref, None, "Orphan")
                     continue
                 key = tp.target.key
+                replica = next((r for r in tp.replicas if name in r.nodes), None)
+                if ref in tp.lineage.retired:
+                    if self._swapped(tp, replica, ref, h):
+                        self.emit_release(name, ref, key, "Compacted")
+                    continue
                 if ref not in tp.segments:
                     self.emit_release(name, ref, key, "NotTargeted")
                     continue
-                replica = next((r for r in tp.replicas if name in r.nodes), None)
                 if replica is None:
                     if h.state != SegmentState.LOADED or self._loaded_anywhere(tp, ref):
                         self.emit_release(name, ref, key, "NotTargeted")
@@ -382,6 +397,20 @@ class _Planner:
                 replaced = assigned_copy is not None and assigned_copy.state == SegmentState.LOADED
                 if h.state != SegmentState.LOADED or replaced:
                     self.emit_release(name, ref, key, "Redundant")
+
+    def _swapped(
+        self, tp: _TargetPlan, replica: ReplicaSlots | None, ref: SegmentRef, h: HeldSegment
+    ) -> bool:
+        """A retired copy may go: it does not serve (loading or failed, or outside every
+        replica), or every live segment replacing it is loaded on a node of its replica."""
+        if h.state != SegmentState.LOADED or replica is None:
+            return True
+        return all(
+            any(
+                (c := self.held(n, new)) is not None and c.state == SegmentState.LOADED for n in replica.nodes
+            )
+            for new in tp.lineage.replacements(ref)
+        )
 
     def _loaded_anywhere(self, tp: _TargetPlan, ref: SegmentRef) -> bool:
         for replica in tp.replicas:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vectorload.storage.api import TS_FIELD
 from vectorload.storage.load_fields import LoadFieldsError, select_fields
 from vectorload.wire.querynode import CollectionCatalog
 from vectorload_operator.core.model import (
     DYNAMIC_FIELD,
     LoadTarget,
+    RetiredTargetSegment,
     SpecProblem,
     TargetKey,
     TargetResult,
@@ -37,13 +39,14 @@ def _replicas(spec: Mapping[str, Any]) -> int:
 
 
 def segment_bytes(sizes: Mapping[str, int], fields: frozenset[str] | None, dynamic: bool) -> int:
-    """Bytes a load of this field subset takes; keys are field names and `$meta`."""
+    """Bytes a load of this field subset takes; keys are field names, `$meta` and `$ts` (the row
+    timestamps, which every load reads)."""
     total = 0
     for name, n in sizes.items():
         if name == DYNAMIC_FIELD:
             if dynamic:
                 total += int(n)
-        elif fields is None or name in fields:
+        elif name == TS_FIELD or fields is None or name in fields:
             total += int(n)
     return total
 
@@ -83,13 +86,21 @@ def build_target(key: TargetKey, spec: Mapping[str, Any], catalog: CollectionCat
         partitions = tuple(sorted(by_name))
 
     segments: list[TargetSegment] = []
+    retired: list[RetiredTargetSegment] = []
     for pname in partitions:
         for seg in by_name[pname].segments:
             # predicted resident bytes (file sizes + the querynode's measured overheads): placement
             # uses the arithmetic the querynode's memory admission applies
             predicted = segment_bytes(seg.memory_bytes, selection.requested, selection.dynamic)
-            segments.append(TargetSegment(pname, seg.id, seg.rows, predicted))
+            segments.append(
+                TargetSegment(pname, seg.id, seg.rows, predicted, seg.compacted_from, seg.generation)
+            )
+        retired.extend(
+            RetiredTargetSegment(pname, r.id, r.rows, r.replaced_by, r.compacted_from, r.generation)
+            for r in by_name[pname].retired
+        )
     segments.sort(key=lambda s: (s.partition, s.id))
+    retired.sort(key=lambda s: (s.partition, s.id))
 
     return LoadTarget(
         key=key,
@@ -102,4 +113,6 @@ def build_target(key: TargetKey, spec: Mapping[str, Any], catalog: CollectionCat
         has_dynamic_field=schema.dynamic_field,
         replicas=_replicas(spec),
         segments=tuple(segments),
+        retired=tuple(retired),
+        generation=catalog.generation,
     )

@@ -132,6 +132,42 @@ class QuerynodeClient:
     async def catalog(self, collection: str) -> wire.CollectionCatalog:
         return await self._call("GET", f"/v1/catalog/{collection}", wire.CollectionCatalog, token=self.token)
 
+    async def catalog_tokens(self, collections: Sequence[str]) -> dict[str, str]:
+        """Collection -> its catalog's current ETag (absent: the storage has no such collection)."""
+        body = wire.CatalogTokensRequest(collections=tuple(collections))
+        answer = await self._call("POST", "/v1/catalog/tokens", wire.CatalogTokens, body, token=self.token)
+        return dict(answer.tokens)
+
+    async def catalog_if_changed(
+        self, collection: str, etag: str | None
+    ) -> tuple[wire.CollectionCatalog | None, str | None]:
+        """The catalog and its ETag; (None, etag) when the node answers 304 Not Modified to
+        `If-None-Match: etag` (nothing changed since that catalog)."""
+        path = f"/v1/catalog/{collection}"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            async with self._sess().get(self.base_url + path, headers=headers) as resp:
+                payload = await resp.read()
+                status, tag = resp.status, resp.headers.get("ETag")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise QuerynodeError(0, "Unreachable", f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
+        if status == 304:
+            return None, tag or etag
+        if status >= 400:
+            try:
+                error = wire.decode(payload, wire.ErrorBody).error
+            except wire.WireError:
+                raise QuerynodeError(status, "HTTPError", payload[:200].decode("utf-8", "replace")) from None
+            raise QuerynodeError(status, error.reason, error.message)
+        try:
+            return wire.decode(payload, wire.CollectionCatalog), tag
+        except wire.WireError as exc:
+            raise QuerynodeError(
+                502, "BadAnswer", f"{self.base_url}{path}: {exc.message} at {exc.path}"
+            ) from None
+
     async def load(
         self,
         collection: str,

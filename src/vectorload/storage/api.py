@@ -16,6 +16,9 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 SEGMENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_PARTITION = "_default"
 DYNAMIC_FIELD = "$meta"
+TS_FIELD = "$ts"
+"""Manifest key of a segment's per-row hybrid timestamps (int64; absent = every row is 0, "before
+any write"). Not a schema field: like `$meta` it cannot clash with a field name."""
 
 ScalarType = Literal["int64", "float", "bool", "varchar"]
 FieldType = Literal["int64", "float", "bool", "varchar", "float_vector"]
@@ -84,21 +87,72 @@ class SegmentManifest:
     # vector field -> {"M": .., "ef_construction": ..}
     index_params: dict[str, dict[str, int]] = field(default_factory=dict)
     created_at: str = ""
+    # the collection generation this segment was published at (0: before generations existed)
+    generation: int = 0
+    # ids of the segments (same partition) a compaction merged into this one; () = not compacted
+    compacted_from: tuple[str, ...] = ()
+    # smallest / largest row timestamp (None: no `$ts` file, every row is 0)
+    min_ts: int | None = None
+    max_ts: int | None = None
+    # every delta of the collection with seq <= this was applied to the rows (compaction)
+    deltas_applied: int = 0
 
     @property
     def total_bytes(self) -> int:
         return sum(f.bytes for f in self.files.values())
 
     def bytes_for(self, fields: frozenset[str] | None, include_dynamic: bool) -> int:
-        """Bytes that loading this field subset reads (None = every field)."""
+        """Bytes that loading this field subset reads (None = every field). The row timestamps
+        (`$ts`) are read by every load."""
         total = 0
         for name, f in self.files.items():
             if name == DYNAMIC_FIELD:
                 if include_dynamic:
                     total += f.bytes
-            elif fields is None or name in fields:
+            elif name == TS_FIELD or fields is None or name in fields:
                 total += f.bytes
         return total
+
+    @property
+    def has_timestamps(self) -> bool:
+        return TS_FIELD in self.files
+
+
+@dataclass(frozen=True)
+class RetiredSegment:
+    """A segment a compaction replaced: still readable (its manifest and files are unchanged)
+    until garbage collection removes it after a grace period. `replaced_by` names the live
+    segments (same partition) that hold its surviving rows; () when a compaction found every
+    row deleted."""
+
+    manifest: SegmentManifest
+    replaced_by: tuple[str, ...]
+    retired_at: str  # ISO 8601 UTC, seconds
+    generation: int  # the collection generation of the retirement
+
+
+@dataclass(frozen=True)
+class DeltaManifest:
+    """One immutable delete record of a collection: primary keys and their delete timestamps.
+
+    A delete at timestamp t hides every row of that primary key whose `$ts` is < t — in
+    `partition` only, or in every partition when `partition` is None. `seq` orders deltas: it is
+    the collection generation the delta was published at, so a reader that has seen generation G
+    has seen every delta with seq <= G."""
+
+    collection: str
+    delta_id: str
+    seq: int
+    partition: str | None
+    rows: int
+    min_ts: int
+    max_ts: int
+    files: dict[str, SegmentFile]  # primary-key field name -> keys, `$ts` -> timestamps
+    created_at: str = ""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.bytes for f in self.files.values())
 
 
 class StorageBackend(Protocol):
@@ -131,9 +185,21 @@ class CollectionReader(Protocol):
     def partitions(self, collection: str) -> list[str]: ...
 
     def segments(self, collection: str, partition: str) -> list[SegmentManifest]:
-        """Raises StorageError('PartitionNotFound', ...)."""
+        """Live segments (retired ones excluded). Raises StorageError('PartitionNotFound', ...)."""
         ...
 
     def segment(self, collection: str, partition: str, segment_id: str) -> SegmentManifest: ...
 
     def segment_file_path(self, manifest: SegmentManifest, field_name: str) -> Path: ...
+
+    def retired_segments(self, collection: str, partition: str) -> list[RetiredSegment]:
+        """Segments a compaction replaced and garbage collection has not removed yet."""
+        ...
+
+    def deltas(self, collection: str) -> list[DeltaManifest]:
+        """Published deltas ordered by `seq`."""
+        ...
+
+    def generation(self, collection: str) -> int:
+        """The collection's generation: moves on every publish, delta and retirement (0: none)."""
+        ...

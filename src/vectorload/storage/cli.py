@@ -1,4 +1,5 @@
-"""`vectorload ingest` and `vectorload sample`. Bad input exits 2 with a one-line message."""
+"""`vectorload ingest`, `vectorload sample` and `vectorload compact`. Bad input exits 2 with a
+one-line message."""
 
 from __future__ import annotations
 
@@ -184,5 +185,58 @@ def sample_main(argv: list[str]) -> int:
         for name, p in info.partitions.items():
             print(f"  {name:<10} {p.rows:>9} rows  {p.segments:>3} segments  {_mib(p.bytes):>12}")
         print(f"  {'total':<10} {info.rows:>9} rows  {info.segments:>3} segments  {_mib(info.bytes):>12}")
+
+    return _run(prog, action)
+
+
+def compact_main(argv: list[str]) -> int:
+    prog = "vectorload compact"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Merge sealed segments of one partition (applying deletes), then optionally "
+        "remove retired segments older than a grace period.",
+    )
+    parser.add_argument("--root", type=Path, required=True, help="storage root directory")
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--partition", default=DEFAULT_PARTITION)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--segments", nargs="+", metavar="ID", help="the segments to merge into one")
+    which.add_argument(
+        "--small-rows",
+        type=_positive,
+        help="merge every group of segments under this many rows (see --target-rows)",
+    )
+    parser.add_argument("--target-rows", type=_positive, default=200_000, help="rows per merged segment")
+    parser.add_argument("--threads", type=int, default=-1, help="index build threads (-1 = all cores)")
+    parser.add_argument("--gc", action="store_true", help="then remove retired segments past --grace")
+    parser.add_argument("--grace", type=float, default=600.0, help="seconds a retired segment stays")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+
+    def action() -> None:
+        from vectorload.storage.compaction import collect_garbage, compact, pick_small_segments
+        from vectorload.storage.reader import FilesystemReader
+
+        if args.segments:
+            groups = [tuple(args.segments)]
+        elif args.small_rows:
+            live = FilesystemReader(args.root).segments(args.collection, args.partition)
+            groups = pick_small_segments(live, small_rows=args.small_rows, target_rows=args.target_rows)
+        else:
+            groups = []
+        for group in groups:
+            result = compact(args.root, args.collection, args.partition, group, num_threads=args.threads)
+            into = result.segment.segment_id if result.segment is not None else "(every row deleted)"
+            print(
+                f"compacted {len(result.sources)} segments of {args.collection}/{args.partition} into "
+                f"{into}: {result.rows_out} rows ({result.deleted_rows} deleted, "
+                f"{result.duplicate_rows} older duplicates dropped)"
+            )
+        if args.gc:
+            gone = collect_garbage(args.root, args.collection, grace_s=args.grace)
+            print(f"removed {len(gone.segments)} retired segments")
+        elif not groups:
+            print("nothing to compact")
 
     return _run(prog, action)

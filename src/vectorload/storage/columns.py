@@ -4,6 +4,7 @@
 - varchar columns and varchar primary keys: `.vstr` — magic `VLVSTR01`, uint64 LE row count `n`,
   `n + 1` uint64 LE offsets into the following UTF-8 blob (offset[0] = 0, offset[n] = blob size).
 - the dynamic field `$meta`: `meta.jsonl` — one compact JSON object per row, `\\n`-terminated.
+- the row timestamps `$ts`: `$ts.npy` (`<i8`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vectorload.storage.api import DYNAMIC_FIELD, FieldSchema, StorageError
+from vectorload.storage.api import DYNAMIC_FIELD, TS_FIELD, FieldSchema, StorageError
 from vectorload.storage.atomic import durable_open
 
 VSTR_MAGIC = b"VLVSTR01"
 DYNAMIC_FILE = "meta.jsonl"
+TS_FILE = "$ts.npy"  # `$` is never part of a field name, so no field file can be called this
 NUMPY_DTYPES: dict[str, str] = {"int64": "<i8", "float": "<f4", "bool": "|b1"}
 
 Column = npt.NDArray[Any] | list[str]
@@ -31,8 +33,10 @@ Column = npt.NDArray[Any] | list[str]
 def file_name(field: FieldSchema | str) -> str:
     """The file name a field's data has inside the segment directory."""
     if isinstance(field, str):
+        if field == TS_FIELD:
+            return TS_FILE
         if field != DYNAMIC_FIELD:
-            raise ValueError(f"not the dynamic field: {field!r}")
+            raise ValueError(f"not the dynamic field or the timestamps: {field!r}")
         return DYNAMIC_FILE
     if field.type == "float_vector":
         return f"{field.name}.hnsw"
@@ -131,6 +135,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise StorageError("CorruptFile", f"{path} line {number}: not a JSON object")
             rows.append(row)
     return rows
+
+
+def read_timestamps(path: Path, rows: int) -> npt.NDArray[np.int64]:
+    """A `$ts` file: 1-D `<i8`, `rows` values, none negative."""
+    arr = read_npy(path)
+    if arr.ndim != 1 or arr.dtype != np.dtype("<i8") or len(arr) != rows:
+        raise StorageError(
+            "CorruptFile", f"{path}: expected {rows} int64 timestamps, got {arr.dtype}{arr.shape}"
+        )
+    if rows and int(arr.min()) < 0:
+        raise StorageError("CorruptFile", f"{path}: negative timestamp")
+    return arr
 
 
 def read_column(path: Path, field: FieldSchema) -> Column:

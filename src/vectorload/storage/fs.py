@@ -55,5 +55,12 @@ class FilesystemBackend:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise StorageError("FileMissing", f"file {rel_path!r} is missing in {self.root}") from exc
 
+    def mtime_ns(self, rel_path: str) -> int:
+        """Modification time of a file or directory in ns (0 when it does not exist)."""
+        try:
+            return self.resolve(rel_path).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
     def local_path(self, rel_path: str) -> Path:
         return self.resolve(rel_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from vectorload.storage.api import (
     NAME_PATTERN,
     SEGMENT_ID_PATTERN,
     CollectionSchema,
+    DeltaManifest,
+    RetiredSegment,
     SegmentFile,
     SegmentManifest,
     StorageBackend,
@@ -16,7 +19,16 @@ from vectorload.storage.api import (
 )
 from vectorload.storage.atomic import sha256_stream
 from vectorload.storage.fs import FilesystemBackend
-from vectorload.storage.manifest import MANIFEST_NAME, manifest_from_dict
+from vectorload.storage.generation import DELTAS_DIR, delta_seq, read_generation
+from vectorload.storage.manifest import (
+    DELTA_MANIFEST_NAME,
+    MANIFEST_NAME,
+    RETIRED_SUFFIX,
+    delta_from_dict,
+    manifest_from_dict,
+    retired_from_dict,
+    retired_marker_name,
+)
 from vectorload.storage.names import check_name, check_segment_id
 from vectorload.storage.schema_json import schema_from_dict
 
@@ -140,12 +152,17 @@ class BackendReader:
             )
         return manifest
 
-    def segments(self, collection: str, partition: str) -> list[SegmentManifest]:
-        """Sealed segments sorted by id; directories without a manifest are invisible."""
+    def _listing(self, collection: str, partition: str) -> tuple[list[SegmentManifest], dict[str, str]]:
+        """Every segment with a manifest (sorted by id) and the retirement marker names by
+        segment id, from one listing of the partition directory."""
         self._require_partition(collection, partition)
         base = f"{collection}/{partition}"
         found: list[SegmentManifest] = []
+        markers: dict[str, str] = {}
         for name in self._subdirs(base):
+            if name.endswith(RETIRED_SUFFIX):
+                markers[name.removesuffix(RETIRED_SUFFIX)] = name
+                continue
             if not SEGMENT_ID_PATTERN.fullmatch(name):
                 continue
             try:
@@ -153,9 +170,106 @@ class BackendReader:
             except StorageError as exc:
                 if exc.reason != "FileMissing":  # no manifest (yet), or removed while listing
                     raise
-        return found
+        return found, markers
+
+    def segments(self, collection: str, partition: str) -> list[SegmentManifest]:
+        """Live sealed segments sorted by id: directories without a manifest are invisible, and
+        retired segments (see `retired_segments`) are not live."""
+        found, markers = self._listing(collection, partition)
+        return [m for m in found if m.segment_id not in markers]
+
+    def retired_segments(self, collection: str, partition: str) -> list[RetiredSegment]:
+        """Segments a compaction replaced that garbage collection has not removed yet, sorted by
+        id. A marker whose segment is gone (garbage collection was interrupted) is ignored."""
+        return self.partition_segments(collection, partition)[1]
+
+    def partition_segments(
+        self, collection: str, partition: str
+    ) -> tuple[list[SegmentManifest], list[RetiredSegment]]:
+        """(live, retired) segments of a partition from one listing (what a catalog shows)."""
+        found, markers = self._listing(collection, partition)
+        live = [m for m in found if m.segment_id not in markers]
+        out: list[RetiredSegment] = []
+        for m in found:
+            marker = markers.get(m.segment_id)
+            if marker is None:
+                continue
+            rel = f"{collection}/{partition}/{marker}"
+            try:
+                data = json.loads(self.backend.read_bytes(rel))
+            except StorageError as exc:
+                if exc.reason == "FileMissing":  # removed while listing
+                    continue
+                raise
+            except ValueError as exc:
+                raise StorageError("CorruptManifest", f"{rel}: invalid JSON: {exc}") from exc
+            segment_id, replaced_by, retired_at, generation = retired_from_dict(data, rel)
+            if segment_id != m.segment_id:
+                raise StorageError("CorruptManifest", f"{rel}: names segment {segment_id!r}")
+            out.append(RetiredSegment(m, replaced_by, retired_at, generation))
+        return live, out
+
+    def is_retired(self, manifest: SegmentManifest) -> bool:
+        rel = f"{manifest.collection}/{manifest.partition}/{retired_marker_name(manifest.segment_id)}"
+        return self.backend.exists(rel)
+
+    # ---------------------------------------------------------------- generation and deltas
+
+    def generation(self, collection: str) -> int:
+        """The collection's generation (`generation.json`; 0 when it was never moved)."""
+        self._require_collection(collection)
+        return read_generation(self.backend, collection)
+
+    def deltas(self, collection: str) -> list[DeltaManifest]:
+        """Published deltas ordered by seq. Directories without a manifest are invisible."""
+        self._require_collection(collection)
+        out: list[DeltaManifest] = []
+        for name in self._subdirs(f"{collection}/{DELTAS_DIR}"):
+            if delta_seq(name) is None:
+                continue
+            rel = f"{collection}/{DELTAS_DIR}/{name}/{DELTA_MANIFEST_NAME}"
+            try:
+                data = json.loads(self.backend.read_bytes(rel))
+            except StorageError as exc:
+                if exc.reason == "FileMissing":
+                    continue
+                raise
+            except ValueError as exc:
+                raise StorageError("CorruptManifest", f"{rel}: invalid JSON: {exc}") from exc
+            delta = delta_from_dict(data, rel)
+            if delta.collection != collection or delta.delta_id != name or delta.seq != delta_seq(name):
+                raise StorageError("CorruptManifest", f"{rel}: names another delta or collection")
+            out.append(delta)
+        out.sort(key=lambda d: d.seq)
+        return out
+
+    def delta_file_rel_path(self, delta: DeltaManifest, key: str) -> str:
+        entry = delta.files.get(key)
+        if entry is None:
+            raise StorageError(
+                "FieldNotFound", f"delta {delta.collection}/{delta.delta_id} has no {key!r} file"
+            )
+        return f"{delta.collection}/{DELTAS_DIR}/{delta.delta_id}/{entry.path}"
+
+    def change_token(self, collection: str) -> str:
+        """A cheap validator of everything the collection's catalog shows (an HTTP ETag): the
+        generation plus, on a filesystem, the modification times of the collection, partition and
+        delta directories — so even a change whose writer died before moving the generation
+        (a retirement marker, a published segment) changes the token."""
+        generation = self.generation(collection)
+        backend = self.backend
+        if not isinstance(backend, FilesystemBackend):
+            return f"g{generation}"
+        digest = hashlib.sha256()
+        for rel in [collection, f"{collection}/{DELTAS_DIR}"] + [
+            f"{collection}/{p}" for p in self.partitions(collection)
+        ]:
+            digest.update(f"{rel}:{backend.mtime_ns(rel)};".encode())
+        return f"g{generation}-{digest.hexdigest()[:16]}"
 
     def segment(self, collection: str, partition: str, segment_id: str) -> SegmentManifest:
+        """A segment's manifest, live or retired (retired segments stay readable until garbage
+        collection removes them)."""
         self._require_partition(collection, partition)
         check_segment_id(segment_id)
         try:

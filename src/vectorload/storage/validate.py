@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema, FieldSchema, StorageError
+from vectorload.storage.api import DYNAMIC_FIELD, TS_FIELD, CollectionSchema, FieldSchema, StorageError
 from vectorload.storage.columns import Column, encode_json_row
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -23,6 +23,7 @@ class SegmentColumns:
     primary_keys: Column
     scalars: dict[str, Column]
     dynamic: list[bytes] | None  # encoded JSON rows, None when the schema has no dynamic field
+    timestamps: npt.NDArray[np.int64] | None = None  # `$ts` per row; None writes no `$ts` file
 
 
 def _bad(field: str, message: str) -> StorageError:
@@ -51,6 +52,16 @@ def _int64_column(field: str, values: object, row_offset: int = 0) -> npt.NDArra
     elif arr.dtype.kind != "i" and not (arr.size == 0 and arr.dtype.kind == "f"):
         raise _bad(field, f"expected int64 values, got dtype {arr.dtype}")
     return arr.astype("<i8")
+
+
+def int64_values(field: str, values: object) -> npt.NDArray[np.int64]:
+    """A validated 1-D int64 column (no length or uniqueness rule); errors name `field`."""
+    return _int64_column(field, values)
+
+
+def varchar_values(field: FieldSchema, values: object) -> list[str]:
+    """A validated varchar column (maxLength applies; no uniqueness rule)."""
+    return _varchar_column(field, values)
 
 
 def _float_column(field: str, values: object, row_offset: int = 0) -> npt.NDArray[np.float32]:
@@ -186,6 +197,16 @@ def dynamic_rows(
     return encoded
 
 
+def timestamp_column(values: object, rows: int, row_offset: int = 0) -> npt.NDArray[np.int64]:
+    """Row timestamps (`$ts`): int64 values >= 0, one per row."""
+    column = _int64_column(TS_FIELD, values, row_offset)
+    _check_len(TS_FIELD, column, rows)
+    if column.size and int(column.min()) < 0:
+        row = int(np.argmax(column < 0))
+        raise _bad(TS_FIELD, f"row {row_offset + row}: timestamp {int(column[row])} is negative")
+    return column
+
+
 def check_index_params(M: int, ef_construction: int) -> None:
     for label, value, low in (("M", M, 2), ("ef_construction", ef_construction, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -198,7 +219,9 @@ def prepare_segment(
     primary_keys: object,
     scalars: Mapping[str, object],
     dynamic: Sequence[object] | None,
+    timestamps: object | None = None,
 ) -> SegmentColumns:
+    """Validated columns of one segment; `timestamps` (optional) are the rows' `$ts`."""
     pk_field = schema.primary_key
     keys = primary_key_column(pk_field, primary_keys)
     rows = len(keys)
@@ -222,4 +245,5 @@ def prepare_segment(
         if f.name not in scalars:
             raise _bad(f.name, "missing column data")
         out_scalars[f.name] = scalar_column(f, scalars[f.name], rows)
-    return SegmentColumns(rows, out_vectors, keys, out_scalars, dynamic_rows(schema, dynamic, rows))
+    ts = None if timestamps is None else timestamp_column(timestamps, rows)
+    return SegmentColumns(rows, out_vectors, keys, out_scalars, dynamic_rows(schema, dynamic, rows), ts)

@@ -85,28 +85,76 @@ class CatalogList(Wire, frozen=True):
     collections: tuple[str, ...]
 
 
+class CatalogTokensRequest(Wire, frozen=True):
+    """`POST /v1/catalog/tokens`: the catalogs' validators of many collections in one request."""
+
+    collections: tuple[str, ...]
+
+
+class CatalogTokens(Wire, frozen=True):
+    """Collection -> the `ETag` its `GET /v1/catalog/{collection}` would answer now; a collection
+    the storage does not have is absent. A poller of many collections asks this once and fetches
+    only the catalogs whose tag moved."""
+
+    tokens: dict[str, str]
+
+
 class SegmentSummary(Wire, frozen=True):
-    """One segment in a collection catalog. `bytes` are file sizes per field (`$meta` for the
-    dynamic field); `memory_bytes` the predicted resident bytes memory admission charges."""
+    """One live segment in a collection catalog. `bytes` are file sizes per field (`$meta` for the
+    dynamic field, `$ts` for row timestamps); `memory_bytes` the predicted resident bytes memory
+    admission charges. `compacted_from`: the (retired) segments a compaction merged into this one;
+    `generation`: the collection generation it was published at.
+
+    The change-data keys have defaults that say "nothing of the kind" (not compacted, generation
+    0 = written before generations), which is what a storage without them holds."""
 
     id: str
     rows: int
     bytes: dict[str, int]
     total_bytes: int
     memory_bytes: dict[str, int]
+    compacted_from: tuple[str, ...] = ()
+    generation: int = 0
+
+
+class RetiredSummary(Wire, frozen=True):
+    """A segment a compaction replaced, still readable until garbage collection: querynodes
+    that hold it keep it until the live segments replacing it are loaded. `replaced_by`: the
+    segments (same partition) holding its surviving rows, () when every row was deleted."""
+
+    id: str
+    rows: int
+    replaced_by: tuple[str, ...]
+    compacted_from: tuple[str, ...] = ()
+    generation: int = 0  # the collection generation it was published at
 
 
 class PartitionCatalog(Wire, frozen=True):
     name: str
     segments: tuple[SegmentSummary, ...]
+    retired: tuple[RetiredSummary, ...] = ()
+
+
+class DeltaSummary(Wire, frozen=True):
+    """The collection's deletes: how many delta files, the newest delete timestamp (0: none)."""
+
+    count: int
+    newest_ts: int
+
+
+NO_DELTAS = DeltaSummary(count=0, newest_ts=0)
 
 
 class CollectionCatalog(Wire, frozen=True):
-    """`GET /v1/catalog/{collection}`; `schema` is parsed by storage's schema parser."""
+    """`GET /v1/catalog/{collection}`; `schema` is parsed by storage's schema parser.
+    `generation` is the collection's storage generation (0: never moved); the answer's `ETag`
+    header is the validator to send back as `If-None-Match` (304 while nothing changed)."""
 
     name: str
     schema: CollectionSchema
     partitions: tuple[PartitionCatalog, ...]
+    deltas: DeltaSummary = NO_DELTAS
+    generation: int = 0
 
 
 class _CatalogDocument(Wire, frozen=True):
@@ -115,6 +163,8 @@ class _CatalogDocument(Wire, frozen=True):
     name: str
     schema: dict[str, Any]
     partitions: tuple[PartitionCatalog, ...]
+    deltas: DeltaSummary = NO_DELTAS
+    generation: int = 0
 
 
 # ------------------------------------------------------------------------------ distribution
@@ -276,7 +326,11 @@ def encode(value: Wire) -> bytes:
     """JSON bytes of a body (non-finite floats become null)."""
     if isinstance(value, CollectionCatalog):
         value = _CatalogDocument(
-            name=value.name, schema=schema_to_dict(value.schema), partitions=value.partitions
+            name=value.name,
+            schema=schema_to_dict(value.schema),
+            partitions=value.partitions,
+            deltas=value.deltas,
+            generation=value.generation,
         )
     return _encoder.encode(value)
 
@@ -321,7 +375,16 @@ def _finish(type_: type[T], value: Any) -> T:
             schema = schema_from_dict(doc.schema, name=doc.name)
         except StorageError as exc:
             raise WireError(f"invalid collection schema: {exc.message}", "$.schema", "schema") from exc
-        return cast(T, CollectionCatalog(name=doc.name, schema=schema, partitions=doc.partitions))
+        return cast(
+            T,
+            CollectionCatalog(
+                name=doc.name,
+                schema=schema,
+                partitions=doc.partitions,
+                deltas=doc.deltas,
+                generation=doc.generation,
+            ),
+        )
     return cast(T, value)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,6 +104,23 @@ class FakeQuerynode(QuerynodeClient):
         if collection != "c":
             raise QuerynodeError(404, "CollectionNotFound", collection)
         return convert(self.catalog_body, CollectionCatalog)
+
+    def _tag(self) -> str:
+        return f'"{hash(json.dumps(self.catalog_body, sort_keys=True))}"'
+
+    async def catalog_if_changed(
+        self, collection: str, etag: str | None
+    ) -> tuple[CollectionCatalog | None, str | None]:
+        """The querynode's validator: a tag of the body; 304 (None) when it matches."""
+        current = self._tag()
+        if etag == current:
+            self.calls["catalog"] += 1
+            return None, current
+        return await self.catalog(collection), current
+
+    async def catalog_tokens(self, collections: Sequence[str]) -> dict[str, str]:
+        self.calls["catalog"] += 1
+        return {c: self._tag() for c in collections if c == "c"}
 
     async def load(
         self, collection: str, partition: str, segments: Sequence[str], *args: Any, **kwargs: Any

@@ -27,6 +27,8 @@ SCHEMA = CollectionSchema(
     dynamic_field=True,
 )
 
+COMPACTED = "20261202T025110-93f23c7f2c8d"
+
 EXPECTED: dict[str, w.Wire] = {
     "ErrorBody": w.ErrorBody(
         error=w.ErrorDetail(
@@ -49,10 +51,27 @@ EXPECTED: dict[str, w.Wire] = {
                         total_bytes=302260,
                         memory_bytes={"book_id": 6928, "book_intro": 2958372, "$meta": 54560},
                     ),
+                    w.SegmentSummary(
+                        id=COMPACTED,
+                        rows=1200,
+                        bytes={"book_id": 9728, "book_intro": 359096, "$meta": 57344, "$ts": 9728},
+                        total_bytes=435896,
+                        memory_bytes={"book_id": 9728, "book_intro": 2736536, "$meta": 76544, "$ts": 9728},
+                        compacted_from=("novel-0001", "novel-0002"),
+                        generation=14,
+                    ),
+                ),
+                retired=(
+                    w.RetiredSummary(id="novel-0001", rows=850, replaced_by=(COMPACTED,)),
+                    w.RetiredSummary(id="novel-0002", rows=400, replaced_by=(COMPACTED,)),
                 ),
             ),
         ),
+        deltas=w.DeltaSummary(count=2, newest_ts=464628105297920000),
+        generation=15,
     ),
+    "CatalogTokensRequest": w.CatalogTokensRequest(collections=("book", "metrics")),
+    "CatalogTokens": w.CatalogTokens(tokens={"book": '"g15-5c3a0f1e9b7d2a64"'}),
     "Distribution": w.Distribution(
         node="qn-0",
         boot_id="5d0c8b0e9f6e4a39b8d1f0a7c2e4b6d1",
@@ -339,6 +358,58 @@ bodies: st.SearchStrategy[Any] = st.one_of(
     st.builds(w.RowsAnswer, rows=st.lists(st.dictionaries(names, json_values, max_size=3), max_size=3)),
     st.builds(w.ErrorBody, error=st.builds(w.ErrorDetail, reason=names, message=texts)),
 )
+
+
+summaries = st.builds(
+    w.SegmentSummary,
+    id=segment_ids,
+    rows=counts,
+    bytes=st.dictionaries(names, counts, max_size=3),
+    total_bytes=counts,
+    memory_bytes=st.dictionaries(names, counts, max_size=3),
+    compacted_from=st.lists(segment_ids, max_size=3).map(tuple),
+    generation=counts,
+)
+catalogs = st.builds(
+    w.CollectionCatalog,
+    name=st.just("book"),
+    schema=st.just(SCHEMA),
+    partitions=st.lists(
+        st.builds(
+            w.PartitionCatalog,
+            name=names,
+            segments=st.lists(summaries, max_size=3).map(tuple),
+            retired=st.lists(
+                st.builds(
+                    w.RetiredSummary,
+                    id=segment_ids,
+                    rows=counts,
+                    replaced_by=st.lists(segment_ids, max_size=2).map(tuple),
+                    compacted_from=st.lists(segment_ids, max_size=2).map(tuple),
+                ),
+                max_size=3,
+            ).map(tuple),
+        ),
+        max_size=3,
+    ).map(tuple),
+    deltas=st.builds(w.DeltaSummary, count=counts, newest_ts=counts),
+    generation=counts,
+)
+bodies = st.one_of(bodies, catalogs)
+
+
+def test_a_catalog_without_the_change_data_keys_reads_as_unchanged_data() -> None:
+    """What a storage (or a querynode) of an earlier version answers: nothing compacted, retired
+    or deleted, generation 0."""
+    doc = json.loads(_examples()["CollectionCatalog"])
+    del doc["deltas"], doc["generation"], doc["partitions"][0]["retired"]
+    for seg in doc["partitions"][0]["segments"]:
+        seg.pop("compactedFrom", None)
+        seg.pop("generation", None)
+    catalog = w.convert(doc, w.CollectionCatalog)
+    assert (catalog.generation, catalog.deltas) == (0, w.NO_DELTAS)
+    assert catalog.partitions[0].retired == ()
+    assert all(s.compacted_from == () and s.generation == 0 for s in catalog.partitions[0].segments)
 
 
 @settings(max_examples=300, deadline=None)

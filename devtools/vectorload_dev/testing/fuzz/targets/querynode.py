@@ -51,6 +51,7 @@ def _examples(
     vector = [round(0.01 * i, 2) for i in range(INTRO_DIM)]
     return {
         "/v1/catalog/{collection}": (None, f"/v1/catalog/{COLLECTION}"),
+        "/v1/catalog/tokens": ({"collections": [COLLECTION, "not_in_storage"]}, None),
         "/v1/segments/load": (
             {"collection": COLLECTION, "partition": partition, "segments": [segment]},
             None,
@@ -95,7 +96,7 @@ def operations(loaded_segment: tuple[str, str], rows: int) -> tuple[Operation, .
                 method=route.method,
                 path=route.path,
                 auth=route.auth,
-                statuses=frozenset({200, *route.errors}),
+                statuses=frozenset({200, *route.errors, *((304,) if route.conditional else ())}),
                 json_answer=route.answer is not None,
                 example=example,
                 path_example=path_example,
