@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from vectorload.procutil import die_with_parent
+from vectorload_dev.procutil import die_with_parent
 
 MILVUS_VERSION = "2.3.5"
 PINS = (
