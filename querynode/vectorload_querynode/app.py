@@ -35,6 +35,7 @@ from .requests import (
     SearchRequest,
     check_name,
     decode_body,
+    decode_packed_search,
 )
 from .search import Deadline
 
@@ -81,8 +82,28 @@ def _answer(value: wire.Wire, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(value), status=status, content_type=JSON)
 
 
-def _encoded(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type=JSON)
+def _encoded(body: bytes, content_type: str = JSON) -> web.Response:
+    return web.Response(body=body, content_type=content_type)
+
+
+def _media_types(header: str | None) -> list[str]:
+    """The media types of a Content-Type or Accept header, lower case, parameters dropped."""
+    if not header:
+        return []
+    return [part.split(";", 1)[0].strip().lower() for part in header.split(",")]
+
+
+def search_formats(content_type: str | None, accept: str | None) -> tuple[bool, bool]:
+    """(body is MessagePack, answer in MessagePack). The body's Content-Type names its format
+    (anything but the MessagePack types is JSON, as before); the answer follows Accept when it
+    names a MessagePack type or JSON, else the body's format."""
+    packed_in = any(t in wire.MSGPACK_TYPES for t in _media_types(content_type)[:1])
+    accepted = _media_types(accept)
+    if any(t in wire.MSGPACK_TYPES for t in accepted):
+        return packed_in, True
+    if JSON in accepted:
+        return packed_in, False
+    return packed_in, packed_in
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -236,9 +257,17 @@ async def distribution(request: web.Request) -> web.Response:
 # validation (vectors → numpy), the work and the answer's encoding all run in the data pool
 
 
-def _search(node: QueryNode, body: wire.SearchRequest, deadline: Deadline) -> bytes:
-    req = SearchRequest.from_wire(body, node.settings.limits)
-    return wire.encode(node.search(req, deadline))
+def _search_raw(node: QueryNode, raw: bytes, packed_in: bool, packed_out: bool, deadline: Deadline) -> bytes:
+    """Decode, validate, search and encode in one trip to the data pool (one hop per request)."""
+    limits = node.settings.limits
+    if packed_in:
+        req = SearchRequest.from_packed(decode_packed_search(raw), limits)
+    else:
+        req = SearchRequest.from_wire(decode_body(raw, wire.SearchRequest, limits), limits)
+    columns = node.search(req, deadline)
+    if packed_out:
+        return wire.encode_msgpack(columns.pack())
+    return wire.encode(wire.SearchAnswer(results=columns.hits()))
 
 
 def _query(node: QueryNode, body: wire.QueryRequest, deadline: Deadline) -> bytes:
@@ -254,8 +283,12 @@ def _get(node: QueryNode, body: wire.GetRequest, deadline: Deadline) -> bytes:
 async def search(request: web.Request) -> web.Response:
     node = _data(request)
     deadline = Deadline.start(node.settings.limits.request_timeout)
-    body = await _decode(request, wire.SearchRequest, node.data_pool)
-    return _encoded(await _run(node.data_pool, _search, node, body, deadline))
+    packed_in, packed_out = search_formats(
+        request.headers.get(hdrs.CONTENT_TYPE), request.headers.get(hdrs.ACCEPT)
+    )
+    raw = await _read(request)
+    answer = await _run(node.data_pool, _search_raw, node, raw, packed_in, packed_out, deadline)
+    return _encoded(answer, wire.SEARCH_MSGPACK if packed_out else JSON)
 
 
 async def query(request: web.Request) -> web.Response:

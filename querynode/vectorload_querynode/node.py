@@ -20,6 +20,7 @@ from vectorload.storage.api import CollectionSchema, SegmentManifest, StorageErr
 from vectorload.storage.load_fields import LoadFieldsError, select_fields
 from vectorload.storage.reader import FilesystemReader
 from vectorload.wire import querynode as wire
+from vectorload.wire.hits import HitColumns
 
 from .admission import MemoryAccount, Refused
 from .errors import ApiError
@@ -29,7 +30,7 @@ from .memory import malloc_trim, resident_bytes
 from .metrics import Metrics
 from .registry import LoadJob, Registry, SegmentKey
 from .requests import GetRequest, LoadRequest, QueryRequest, ReleaseRequest, SearchRequest
-from .search import Deadline, not_loaded, run_get, run_query, run_search, select_partitions
+from .search import Deadline, Parallelism, not_loaded, run_get, run_query, run_search, select_partitions
 from .segment import LoadedSegment
 from .settings import Settings
 
@@ -72,6 +73,9 @@ class QueryNode:
         self.load_pool = ThreadPoolExecutor(settings.load_concurrency, thread_name_prefix="load")
         self.data_pool = ThreadPoolExecutor(settings.search_workers, thread_name_prefix="data")
         self.io_pool = ThreadPoolExecutor(2, thread_name_prefix="io")
+        # a search's segments side by side (never the data pool: a data worker waits on these)
+        self.search_pool = ThreadPoolExecutor(settings.search_threads, thread_name_prefix="search")
+        self.parallel = Parallelism(settings.search_threads, self.search_pool)
         self._queue: deque[_Queued] = deque()  # admitted loads waiting for a load worker, FIFO
         self._queue_lock = threading.Lock()
         self._open_ahead_segments = 2 * settings.load_concurrency
@@ -80,7 +84,7 @@ class QueryNode:
 
     def close(self) -> None:
         self.registry.cancel_all()
-        for pool in (self.load_pool, self.data_pool, self.io_pool):
+        for pool in (self.load_pool, self.data_pool, self.io_pool, self.search_pool):
             pool.shutdown(wait=False, cancel_futures=True)
         with self._queue_lock:
             for item in self._queue:
@@ -303,11 +307,10 @@ class QueryNode:
             raise not_loaded(collection, self.name, self.registry.has_loading(collection))
         return schema, select_partitions(segments, partitions, collection, self.name)
 
-    def search(self, req: SearchRequest, deadline: Deadline | None = None) -> wire.SearchAnswer:
+    def search(self, req: SearchRequest, deadline: Deadline | None = None) -> HitColumns:
         with self.metrics.search_duration.labels("search").time():
             schema, segments = self._serving(req.collection, req.partitions)
-            results = run_search(schema, segments, req, self.settings.default_ef, deadline)
-            return wire.SearchAnswer(results=results)
+            return run_search(schema, segments, req, self.settings.default_ef, deadline, self.parallel)
 
     def query(self, req: QueryRequest, deadline: Deadline | None = None) -> wire.RowsAnswer:
         with self.metrics.search_duration.labels("query").time():

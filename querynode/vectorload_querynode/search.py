@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
-from vectorload.wire.querynode import Hit, key
+from vectorload.wire.hits import HitColumns
+from vectorload.wire.hits import top_k as top_k_rule
 from vectorload.wire.querynode import SearchRequest as SearchBody
+from vectorload.wire.querynode import key
 
 from .errors import ApiError, echo
 from .filter_eval import evaluate
@@ -31,7 +34,7 @@ from .segment import LoadedSegment, VectorIndex
 BRUTE_FORCE_ROWS = 4096  # filtered searches over at most this many allowed rows are exact
 BRUTE_FORCE_CHUNK = 16384
 DEFAULT_EF = 64
-SEARCH_THREADS = 1  # hnswlib threads per call; concurrency comes from the worker pool
+SEARCH_THREADS = 1  # hnswlib threads of a filtered knn_query (its filter calls Python per candidate)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 ANNS_FIELD = key(SearchBody, "anns_field")
 DEADLINE_CHECK_ROWS = 1024  # rows built between two deadline checks
@@ -253,9 +256,12 @@ def segment_search(
     ef: int,
     rows: int,
     mask: npt.NDArray[np.bool_] | None,
+    num_threads: int = 1,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Top-k of one segment. Filters use hnswlib's `filter` callable, or brute force when few
-    rows pass (exact, and avoids HNSW's poor recall on very selective filters)."""
+    rows pass (exact, and avoids HNSW's poor recall on very selective filters). `num_threads`
+    hnswlib threads share the queries of an unfiltered search (a filtered one calls back into
+    Python per candidate, so it stays on one thread)."""
     allowed_rows: npt.NDArray[np.int64] | None = None
     if mask is not None:
         allowed_rows = np.flatnonzero(mask).astype(np.int64)
@@ -268,10 +274,9 @@ def segment_search(
         return exact_search(vindex, queries, allowed_rows, k)
     allowed = mask.tolist() if mask is not None else None
     try:
-        with vindex.lock:
-            vindex.index.set_ef(max(ef, k))
+        with vindex.gate.searching(max(ef, k)):
             if allowed is None:
-                labels, dists = vindex.index.knn_query(queries, k=k, num_threads=SEARCH_THREADS)
+                labels, dists = vindex.index.knn_query(queries, k=k, num_threads=num_threads)
             else:
                 labels, dists = vindex.index.knn_query(
                     queries, k=k, num_threads=SEARCH_THREADS, filter=allowed.__getitem__
@@ -285,13 +290,40 @@ def segment_search(
     return out_labels, out_dists
 
 
+@dataclass(frozen=True)
+class Parallelism:
+    """How one search may use the node's cores: `threads` in all, `pool` (a dedicated executor
+    of that many threads, never the data pool) to search segments side by side.
+
+    hnswlib releases the GIL inside `knn_query`, so threads search truly in parallel. A batch of
+    at least `threads` queries is split by hnswlib itself (`num_threads`, balanced per query)
+    segment after segment; fewer queries -- a single one above all -- search the segments in
+    parallel, one thread each. Filtered searches call Python per candidate and stay sequential.
+    The indexes and ef are the same either way, so are the answers."""
+
+    threads: int = 1
+    pool: Executor | None = None
+
+    def plan(self, nq: int, segments: int, filtered: bool) -> tuple[bool, int]:
+        """(search segments in the pool, hnswlib num_threads per knn_query)."""
+        if self.threads <= 1 or filtered:
+            return False, 1
+        if nq >= self.threads or segments <= 1 or self.pool is None:
+            return False, self.threads if nq > 1 else 1
+        return True, 1
+
+
+SEQUENTIAL = Parallelism()
+
+
 def run_search(
     schema: CollectionSchema,
     segments: list[LoadedSegment],
     req: SearchRequest,
     default_ef: int = DEFAULT_EF,
     deadline: Deadline | None = None,
-) -> list[list[Hit]]:
+    parallel: Parallelism = SEQUENTIAL,
+) -> HitColumns:
     anns = choose_anns_field(req.anns_field, schema, segments)
     field = schema.field(anns)
     assert field is not None
@@ -306,76 +338,72 @@ def run_search(
     outputs = plan_outputs(req.output_fields, schema, segments)
     ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
     nq = len(req.vectors)
-    # every segment's top-k side by side: (nq, Σk) distances and rows, and each column's segment
-    labels_by_segment: list[npt.NDArray[np.int64]] = []
-    dists_by_segment: list[npt.NDArray[np.float32]] = []
-    owners: list[npt.NDArray[np.int64]] = []
-    for s_index, segment in enumerate(segments):
+    in_pool, num_threads = parallel.plan(nq, len(segments), bound is not None)
+
+    def one(segment: LoadedSegment) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         _check(deadline)
         mask = evaluate(bound.expr, segment) if bound is not None else None
-        labels, dists = segment_search(segment.vectors[anns], req.vectors, req.top_k, ef, segment.rows, mask)
-        labels_by_segment.append(labels)
-        dists_by_segment.append(dists)
-        owners.append(np.full(labels.shape[1], s_index, dtype=np.int64))
-    all_labels = np.concatenate(labels_by_segment, axis=1)
-    all_dists = np.concatenate(dists_by_segment, axis=1).astype(np.float64)
-    all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
-    owner = np.concatenate(owners)
-    order = np.argsort(all_dists, axis=1, kind="stable")  # closest first; ties keep segment order
-    results: list[list[Hit]] = []
-    for qi in range(nq):
-        if qi % 64 == 0:
-            _check(deadline)
-        results.append(
-            _top_hits(schema, segments, outputs, req.top_k, order[qi], all_dists[qi], all_labels[qi], owner)
-        )
-    return results
+        vindex = segment.vectors[anns]
+        return segment_search(vindex, req.vectors, req.top_k, ef, segment.rows, mask, num_threads)
+
+    if in_pool:
+        assert parallel.pool is not None
+        futures = [parallel.pool.submit(one, segment) for segment in segments[1:]]
+        try:
+            answers = [one(segments[0])] + [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+    else:
+        answers = [one(segment) for segment in segments]
+    return _merge(schema, segments, outputs, req.top_k, nq, answers, deadline)
 
 
-def _top_hits(
+def _merge(
     schema: CollectionSchema,
     segments: list[LoadedSegment],
     outputs: OutputPlan,
     top_k: int,
-    order: npt.NDArray[np.intp],
-    dists: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.int64],
-    owner: npt.NDArray[np.int64],
-) -> list[Hit]:
-    """One query's hits from its candidates sorted by distance: equal distances ordered by the
-    primary key's text, each primary key once (its best copy), at most `top_k`. Python only
-    touches the candidates it keeps (plus duplicates and ties), not every segment's top-k."""
-    sorted_dists = dists[order].tolist()
-    answer: list[Hit] = []
-    seen: set[Any] = set()
-    i, n = 0, len(sorted_dists)
-    while i < n and len(answer) < top_k:
-        j = i + 1
-        while j < n and sorted_dists[j] == sorted_dists[i]:
-            j += 1
-        run = []
-        for column in order[i:j].tolist():
-            s_index, row = int(owner[column]), int(labels[column])
-            run.append((_json_value(segments[s_index].pks[row]), s_index, row))
-        if len(run) > 1:
-            run.sort(key=lambda c: str(c[0]))
-        for pk, s_index, row in run:
-            if pk in seen:
-                continue
-            seen.add(pk)
+    nq: int,
+    answers: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    deadline: Deadline | None,
+) -> HitColumns:
+    """Every segment's top-k candidates as flat columns, then the one top-k rule
+    (`vectorload.wire.hits.top_k`: closest first, equal distances by the primary key's text, each
+    primary key once) in numpy. Python touches hits only to gather output fields."""
+    queries, dists, labels, owners, pks = [], [], [], [], []
+    for s_index, (segment, (seg_labels, seg_dists)) in enumerate(zip(segments, answers, strict=True)):
+        k = seg_labels.shape[1]
+        if k == 0:
+            continue
+        flat = seg_labels.reshape(-1)
+        queries.append(np.repeat(np.arange(nq, dtype=np.int64), k))
+        dists.append(seg_dists.reshape(-1))
+        labels.append(flat)
+        owners.append(np.full(len(flat), s_index, dtype=np.int64))
+        pks.append(segment.pks[flat])
+    partitions = tuple(dict.fromkeys(s.partition for s in segments))
+    if not dists:
+        empty = np.zeros(0, dtype=np.int64)
+        return HitColumns(np.zeros(nq, np.int64), empty, np.zeros(0, np.float32), partitions, empty)
+    all_dists = np.concatenate(dists).astype(np.float32)
+    all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
+    all_pks = np.concatenate(pks) if len(pks) > 1 else pks[0]
+    kept, counts = top_k_rule(np.concatenate(queries), all_dists, all_pks, nq, top_k)
+    owner = np.concatenate(owners)[kept]
+    rows = np.concatenate(labels)[kept]
+    number = {name: i for i, name in enumerate(partitions)}
+    seg_partition = np.asarray([number[s.partition] for s in segments], dtype=np.int64)
+    fields: list[dict[str, Any]] | None = None
+    if outputs.names or outputs.star:
+        fields = []
+        for i, (s_index, row) in enumerate(zip(owner.tolist(), rows.tolist(), strict=True)):
+            if i % DEADLINE_CHECK_ROWS == 0:
+                _check(deadline)
             segment = segments[s_index]
-            answer.append(
-                Hit(
-                    id=pk,
-                    distance=sorted_dists[i],
-                    partition=segment.partition,
-                    fields=row_fields(schema, segment, row, outputs.for_segment(schema, segment)),
-                )
-            )
-            if len(answer) == top_k:
-                break
-        i = j
-    return answer
+            fields.append(row_fields(schema, segment, row, outputs.for_segment(schema, segment)))
+    ids = all_pks[kept]
+    return HitColumns(counts, ids, all_dists[kept], partitions, seg_partition[owner], fields)
 
 
 # --------------------------------------------------------------------------------- query / get
