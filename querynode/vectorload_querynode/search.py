@@ -20,8 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
-from vectorload.wire.hits import HitColumns
-from vectorload.wire.hits import top_k as top_k_rule
+from vectorload.wire.hits import HitColumns, top_k_rows
 from vectorload.wire.querynode import SearchRequest as SearchBody
 from vectorload.wire.querynode import key
 
@@ -368,30 +367,26 @@ def _merge(
     answers: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
     deadline: Deadline | None,
 ) -> HitColumns:
-    """Every segment's top-k candidates as flat columns, then the one top-k rule
-    (`vectorload.wire.hits.top_k`: closest first, equal distances by the primary key's text, each
-    primary key once) in numpy. Python touches hits only to gather output fields."""
-    queries, dists, labels, owners, pks = [], [], [], [], []
-    for s_index, (segment, (seg_labels, seg_dists)) in enumerate(zip(segments, answers, strict=True)):
-        k = seg_labels.shape[1]
-        if k == 0:
-            continue
-        flat = seg_labels.reshape(-1)
-        queries.append(np.repeat(np.arange(nq, dtype=np.int64), k))
-        dists.append(seg_dists.reshape(-1))
-        labels.append(flat)
-        owners.append(np.full(len(flat), s_index, dtype=np.int64))
-        pks.append(segment.pks[flat])
+    """Every segment's top-k candidates side by side, one row per query, then the one top-k rule
+    (`vectorload.wire.hits`: closest first, equal distances by the primary key's text, each primary
+    key once) in numpy. Python touches hits only to gather output fields."""
     partitions = tuple(dict.fromkeys(s.partition for s in segments))
-    if not dists:
+    used = [
+        (i, seg_labels, seg_dists) for i, (seg_labels, seg_dists) in enumerate(answers) if seg_labels.shape[1]
+    ]
+    if not used:
         empty = np.zeros(0, dtype=np.int64)
         return HitColumns(np.zeros(nq, np.int64), empty, np.zeros(0, np.float32), partitions, empty)
-    all_dists = np.concatenate(dists).astype(np.float32)
+    # (nq, C): every segment's top-k side by side, segment after segment
+    labels = np.hstack([seg_labels for _, seg_labels, _ in used])
+    all_dists = np.hstack([seg_dists for _, _, seg_dists in used]).astype(np.float32)
     all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
-    all_pks = np.concatenate(pks) if len(pks) > 1 else pks[0]
-    kept, counts = top_k_rule(np.concatenate(queries), all_dists, all_pks, nq, top_k)
-    owner = np.concatenate(owners)[kept]
-    rows = np.concatenate(labels)[kept]
+    all_pks = np.hstack([segments[s_index].pks[seg_labels] for s_index, seg_labels, _ in used])
+    column_owner = np.concatenate([np.full(seg_labels.shape[1], i, np.int64) for i, seg_labels, _ in used])
+    kept, counts = top_k_rows(all_dists, all_pks, top_k)
+    owner = column_owner[kept % labels.shape[1]]
+    rows = labels.reshape(-1)[kept]
+    all_dists, all_pks = all_dists.reshape(-1), all_pks.reshape(-1)
     number = {name: i for i, name in enumerate(partitions)}
     seg_partition = np.asarray([number[s.partition] for s in segments], dtype=np.int64)
     fields: list[dict[str, Any]] | None = None

@@ -34,16 +34,20 @@ def _empty_ids() -> Ids:
     return np.zeros(0, dtype=np.int64)
 
 
-def _codes(ids: Ids) -> npt.NDArray[np.int64]:
-    """Integers that are equal exactly where ids are equal and order as `str(id)` orders."""
-    if ids.dtype != object:
-        _, inverse = np.unique(ids.astype(str), return_inverse=True)  # decimal text of int64: exact
-        codes: npt.NDArray[np.int64] = inverse.astype(np.int64).reshape(-1)
-        return codes
+def _text_rank(ids: Ids) -> npt.NDArray[np.int64]:
+    """Integers that order as `str(id)` orders (equal exactly where the texts are equal)."""
     values = ids.tolist()
     # Python str, not numpy's fixed-width text (which drops trailing NUL characters)
-    rank = {value: i for i, value in enumerate(sorted(set(map(str, values))))}
+    rank = {text: i for i, text in enumerate(sorted(set(map(str, values))))}
     return np.fromiter((rank[str(v)] for v in values), dtype=np.int64, count=len(values))
+
+
+def _by(primary: npt.NDArray[Any], secondary: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Indices sorting by `primary`, then `secondary`, then position (two stable sorts: several
+    times faster than `np.lexsort` on small arrays, and exact for any dtype)."""
+    order = np.argsort(secondary, kind="stable")
+    result: npt.NDArray[np.intp] = order[np.argsort(primary[order], kind="stable")]
+    return result
 
 
 def top_k(
@@ -54,21 +58,25 @@ def top_k(
     n = len(distances)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(nq, dtype=np.int64)
-    order = np.lexsort((distances, query))  # stable: ties keep input order
+    order = _by(query, distances)
     q_sorted, d_sorted = query[order], distances[order]
-    same = q_sorted[1:] == q_sorted[:-1]
-    codes: npt.NDArray[np.int64] | None = None
-    if np.any(same & (d_sorted[1:] == d_sorted[:-1])):  # equal distances: order by the key's text
-        codes = _codes(ids)
-        order = order[np.lexsort((codes[order], d_sorted, q_sorted))]  # stable again
+    tie = (q_sorted[1:] == q_sorted[:-1]) & (d_sorted[1:] == d_sorted[:-1])
+    if tie.any():
+        # equal distances: order each run of them by the keys' text (ranked for those runs only)
+        tied = np.zeros(n, dtype=bool)
+        tied[1:] |= tie
+        tied[:-1] |= tie
+        text = np.zeros(n, dtype=np.int64)
+        text[tied] = _text_rank(ids[order[tied]])
+        run = np.cumsum(np.concatenate(([True], ~tie)))  # the run of equal (query, distance)
+        order = order[_by(run, text)]
         q_sorted = query[order]
-        same = q_sorted[1:] == q_sorted[:-1]
     # each (query, id) once: the first in `order`
-    keys = ids[order] if ids.dtype != object else (codes if codes is not None else _codes(ids))[order]
-    by_key = np.lexsort((keys, q_sorted))  # stable: within a (query, id) group, best first
+    keys = ids[order] if ids.dtype != object else _text_rank(ids[order])
+    by_key = _by(q_sorted, keys)
     dup = np.zeros(n, dtype=bool)
-    dup[by_key[1:]] = (q_sorted[by_key][1:] == q_sorted[by_key][:-1]) & (
-        keys[by_key][1:] == keys[by_key][:-1]
+    dup[by_key[1:]] = (q_sorted[by_key[1:]] == q_sorted[by_key[:-1]]) & (
+        keys[by_key[1:]] == keys[by_key[:-1]]
     )
     kept = order[~dup]
     q_kept = q_sorted[~dup]
@@ -77,6 +85,48 @@ def top_k(
     chosen = rank < k
     kept, q_kept = kept[chosen], q_kept[chosen]
     return kept.astype(np.int64), np.bincount(q_kept, minlength=nq).astype(np.int64)
+
+
+def top_k_rows(
+    distances: npt.NDArray[Any], ids: Ids, k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`top_k` for candidates laid out as rows, one per query (`distances`, `ids`: (nq, C); a
+    query's candidates in input order) -- what a node has after searching its segments. Indices
+    are into the row-major flattening. Rows without equal distances or repeated ids (nearly all)
+    are a per-row sort and a cut; the others go through `top_k`. Same answer, a fraction of the
+    time of one flat sort (sorting 100 rows of 30 is ~10x cheaper than one run of 3,000)."""
+    nq, width = distances.shape
+    if nq == 0 or width == 0 or ids.dtype == object:
+        flat_q = np.repeat(np.arange(nq, dtype=np.int64), width)
+        return top_k(flat_q, distances.reshape(-1), ids.reshape(-1), nq, k)
+    order = np.argsort(distances, axis=1, kind="stable")
+    d_sorted = np.take_along_axis(distances, order, axis=1)
+    sorted_ids = np.sort(ids, axis=1)
+    clean = ~(
+        (d_sorted[:, 1:] == d_sorted[:, :-1]).any(axis=1)
+        | (sorted_ids[:, 1:] == sorted_ids[:, :-1]).any(axis=1)
+    )
+    cut = min(k, width)
+    counts = np.full(nq, cut, dtype=np.int64)
+    unclean = np.flatnonzero(~clean)
+    rest: npt.NDArray[np.int64] | None = None
+    if len(unclean):
+        columns = np.arange(width, dtype=np.int64)
+        flat = (unclean[:, None] * width + columns).reshape(-1)
+        sub_q = np.repeat(np.arange(len(unclean), dtype=np.int64), width)
+        kept, sub_counts = top_k(sub_q, distances.reshape(-1)[flat], ids.reshape(-1)[flat], len(unclean), k)
+        rest = flat[kept]
+        counts[unclean] = sub_counts
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    out = np.empty(int(counts.sum()), dtype=np.int64)
+    rows = np.flatnonzero(clean)
+    positions = (starts[rows][:, None] + np.arange(cut)).reshape(-1)
+    out[positions] = (order[rows, :cut] + rows[:, None] * width).reshape(-1)
+    if rest is not None:
+        offsets = np.concatenate(([0], np.cumsum(counts[unclean])[:-1]))
+        within = np.arange(len(rest)) - np.repeat(offsets, counts[unclean])
+        out[np.repeat(starts[unclean], counts[unclean]) + within] = rest
+    return out, counts
 
 
 @dataclass(frozen=True)

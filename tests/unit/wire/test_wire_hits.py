@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vectorload.wire import querynode as wire
-from vectorload.wire.hits import HitColumns, merge, top_k
+from vectorload.wire.hits import HitColumns, merge, top_k, top_k_rows
 
 
 def test_packed_search_request_round_trip() -> None:
@@ -159,3 +159,19 @@ def test_merge_of_node_answers_keeps_each_key_once() -> None:
     )
     merged = merge([a, b], 2).hits()
     assert [[(h.id, h.partition) for h in q] for q in merged] == [[(1, "x"), (2, "y")], [(3, "x")]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 5),
+    st.integers(0, 12),
+    st.integers(1, 8),
+    st.lists(st.sampled_from([0.0, -0.0, 0.5, 1.0, -1.5, 3.0e38]), min_size=60, max_size=60),
+    st.lists(st.integers(-2, 9), min_size=60, max_size=60),
+)
+def test_top_k_rows_is_top_k_on_rows(nq: int, width: int, k: int, dists: list[float], pks: list[int]) -> None:
+    d = np.asarray(dists[: nq * width], dtype=np.float32).reshape(nq, width)
+    ids = np.asarray(pks[: nq * width], dtype=np.int64).reshape(nq, width)
+    kept, counts = top_k_rows(d, ids, k)
+    want_kept, want_counts = top_k(np.repeat(np.arange(nq), width), d.reshape(-1), ids.reshape(-1), nq, k)
+    assert kept.tolist() == want_kept.tolist() and counts.tolist() == want_counts.tolist()
