@@ -267,7 +267,7 @@ def _search_raw(node: QueryNode, raw: bytes, packed_in: bool, packed_out: bool, 
     columns = node.search(req, deadline)
     if packed_out:
         return wire.encode_msgpack(columns.pack())
-    return wire.encode(wire.SearchAnswer(results=columns.hits()))
+    return columns.encode_json()
 
 
 def _query(node: QueryNode, body: wire.QueryRequest, deadline: Deadline) -> bytes:

@@ -47,10 +47,14 @@ def test_packed_search_answer_round_trip(ids: Any) -> None:
     back = HitColumns.unpack(decoded)
     assert back.ids.tolist() == ids.tolist() and back.distances.tolist() == columns.distances.tolist()
     assert back.counts.tolist() == [2, 0, 1] and back.partition_index.tolist() == [1, 0, 1]
+    assert back.counts.dtype == np.int64 and back.partition_index.dtype == np.int64  # index arithmetic
     hits = back.hits()
     assert [[h.id for h in q] for q in hits] == [ids.tolist()[:2], [], ids.tolist()[2:]]
     assert hits[0][0] == wire.Hit(id=ids[0], distance=0.25, partition="poetry", fields={"title": "x"})
     assert HitColumns.from_hits(hits).hits() == hits
+    # the JSON answer, encoded query by query, is the very bytes of the whole SearchAnswer
+    assert columns.encode_json() == wire.encode(wire.SearchAnswer(results=columns.hits()))
+    assert wire.decode(columns.encode_json(), wire.SearchAnswer).results == columns.hits()
 
 
 def test_packed_answer_without_fields_gives_empty_field_dicts() -> None:
