@@ -212,9 +212,9 @@ class QuerynodeSystem:
 
     def __init__(
         self, root: Path, host: str, pk_field: str, queries: npt.NDArray[np.float32], top_k: int,
-        binary: bool = False,
+        binary: bool = False, extra: list[str] | None = None,
     ) -> None:  # fmt: skip
-        self.qn = start_querynode(root, host)
+        self.qn = start_querynode(root, host, extra)
         self.fields = [pk_field, FIELD]
         self.queries, self.top_k, self.binary = queries, top_k, binary
         self.name = "vectorload-msgpack" if binary else "vectorload"
