@@ -30,7 +30,16 @@ from .memory import malloc_trim, resident_bytes
 from .metrics import Metrics
 from .registry import LoadJob, Registry, SegmentKey
 from .requests import GetRequest, LoadRequest, QueryRequest, ReleaseRequest, SearchRequest
-from .search import Deadline, Parallelism, not_loaded, run_get, run_query, run_search, select_partitions
+from .search import (
+    Deadline,
+    Parallelism,
+    PreparedSearch,
+    not_loaded,
+    run_get,
+    run_prepared,
+    run_query,
+    select_partitions,
+)
 from .segment import LoadedSegment
 from .settings import Settings
 
@@ -309,8 +318,18 @@ class QueryNode:
 
     def search(self, req: SearchRequest, deadline: Deadline | None = None) -> HitColumns:
         with self.metrics.search_duration.labels("search").time():
-            schema, segments = self._serving(req.collection, req.partitions)
-            return run_search(schema, segments, req, self.settings.default_ef, deadline, self.parallel)
+            return run_prepared(self.prepare_search(req, deadline), self.parallel)
+
+    def prepare_search(self, req: SearchRequest, deadline: Deadline | None = None) -> PreparedSearch:
+        """The search checked against what this node serves (400/404/409 here), not yet run."""
+        schema, segments = self._serving(req.collection, req.partitions)
+        return PreparedSearch.prepare(
+            schema, segments, req, self.settings.default_ef, deadline, self.parallel
+        )
+
+    def run_prepared(self, prepared: PreparedSearch) -> HitColumns:
+        with self.metrics.search_duration.labels("search").time():
+            return run_prepared(prepared, self.parallel)
 
     def query(self, req: QueryRequest, deadline: Deadline | None = None) -> wire.RowsAnswer:
         with self.metrics.search_duration.labels("query").time():

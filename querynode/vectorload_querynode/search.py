@@ -360,6 +360,73 @@ class Parallelism:
 SEQUENTIAL = Parallelism()
 
 
+SegmentAnswer = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class PreparedSearch:
+    """A search checked against the schema and the serving segments, ready to run: the segment
+    searches (`segment`, any thread, any order) and then `finish` (the merge)."""
+
+    schema: CollectionSchema
+    segments: list[LoadedSegment]
+    req: SearchRequest
+    anns: str
+    bound: BoundFilter | None
+    outputs: OutputPlan
+    ef: int
+    in_pool: bool  # search the segments side by side (else one after another)
+    num_threads: int  # hnswlib threads per knn_query
+    deadline: Deadline | None
+
+    @classmethod
+    def prepare(
+        cls,
+        schema: CollectionSchema,
+        segments: list[LoadedSegment],
+        req: SearchRequest,
+        default_ef: int = DEFAULT_EF,
+        deadline: Deadline | None = None,
+        parallel: Parallelism = SEQUENTIAL,
+    ) -> PreparedSearch:
+        anns = choose_anns_field(req.anns_field, schema, segments)
+        field = schema.field(anns)
+        assert field is not None
+        dim = field.dim
+        if req.vectors.shape[1] != dim:
+            raise ApiError(
+                400,
+                "DimensionMismatch",
+                f"query vectors have {req.vectors.shape[1]} dimensions; field {anns} has dim {dim}",
+            )
+        bound = bind_filter(req.filter, schema, segments)
+        outputs = plan_outputs(req.output_fields, schema, segments)
+        ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
+        in_pool, num_threads = parallel.plan(len(req.vectors), len(segments), bound is not None)
+        return cls(schema, segments, req, anns, bound, outputs, ef, in_pool, num_threads, deadline)
+
+    @property
+    def light(self) -> bool:
+        """No filter, no output fields: everything but `knn_query` is a few numpy calls."""
+        return self.bound is None and not (self.outputs.names or self.outputs.star)
+
+    def segment(self, segment: LoadedSegment) -> SegmentAnswer:
+        _check(self.deadline)
+        mask = evaluate(self.bound.expr, segment) if self.bound is not None else None
+        req = self.req
+        vindex = segment.vectors[self.anns]
+        return segment_search(vindex, req.vectors, req.top_k, self.ef, segment.rows, mask, self.num_threads)
+
+    def all_segments(self) -> list[SegmentAnswer]:
+        return [self.segment(s) for s in self.segments]
+
+    def finish(self, answers: list[SegmentAnswer]) -> HitColumns:
+        req = self.req
+        return _merge(
+            self.schema, self.segments, self.outputs, req.top_k, len(req.vectors), answers, self.deadline
+        )
+
+
 def run_search(
     schema: CollectionSchema,
     segments: list[LoadedSegment],
@@ -368,39 +435,26 @@ def run_search(
     deadline: Deadline | None = None,
     parallel: Parallelism = SEQUENTIAL,
 ) -> HitColumns:
-    anns = choose_anns_field(req.anns_field, schema, segments)
-    field = schema.field(anns)
-    assert field is not None
-    dim = field.dim
-    if req.vectors.shape[1] != dim:
-        raise ApiError(
-            400,
-            "DimensionMismatch",
-            f"query vectors have {req.vectors.shape[1]} dimensions; field {anns} has dim {dim}",
-        )
-    bound = bind_filter(req.filter, schema, segments)
-    outputs = plan_outputs(req.output_fields, schema, segments)
-    ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
-    nq = len(req.vectors)
-    in_pool, num_threads = parallel.plan(nq, len(segments), bound is not None)
+    """The whole search in the calling thread (a data worker), with the segments side by side in
+    `parallel.pool` when the plan says so."""
+    return run_prepared(
+        PreparedSearch.prepare(schema, segments, req, default_ef, deadline, parallel), parallel
+    )
 
-    def one(segment: LoadedSegment) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        _check(deadline)
-        mask = evaluate(bound.expr, segment) if bound is not None else None
-        vindex = segment.vectors[anns]
-        return segment_search(vindex, req.vectors, req.top_k, ef, segment.rows, mask, num_threads)
 
-    if in_pool:
+def run_prepared(prepared: PreparedSearch, parallel: Parallelism = SEQUENTIAL) -> HitColumns:
+    segments = prepared.segments
+    if prepared.in_pool:
         assert parallel.pool is not None
-        futures = [parallel.pool.submit(one, segment) for segment in segments[1:]]
+        futures = [parallel.pool.submit(prepared.segment, segment) for segment in segments[1:]]
         try:
-            answers = [one(segments[0])] + [f.result() for f in futures]
+            answers = [prepared.segment(segments[0])] + [f.result() for f in futures]
         finally:
             for f in futures:
                 f.cancel()
     else:
-        answers = [one(segment) for segment in segments]
-    return _merge(schema, segments, outputs, req.top_k, nq, answers, deadline)
+        answers = prepared.all_segments()
+    return prepared.finish(answers)
 
 
 def _merge(
