@@ -87,6 +87,7 @@ class QueryNode:
         self.parallel = Parallelism(settings.search_threads, self.search_pool)
         self._queue: deque[_Queued] = deque()  # admitted loads waiting for a load worker, FIFO
         self._queue_lock = threading.Lock()
+        self._loads_running = 0  # load jobs taken off the queue and not finished (under _queue_lock)
         self._open_ahead_segments = 2 * settings.load_concurrency
         self._schemas: dict[str, CollectionSchema] = {}
         self._schemas_lock = threading.Lock()
@@ -206,8 +207,18 @@ class QueryNode:
             if not self._queue:
                 return  # shut down
             item = self._queue.popleft()
+            self._loads_running += 1
         self._open_ahead()
-        self._run_job(item.job, item.schema, item.manifest, item.opened)
+        try:
+            self._run_job(item.job, item.schema, item.manifest, item.opened)
+        finally:
+            with self._queue_lock:
+                self._loads_running -= 1
+                last = self._loads_running == 0 and not self._queue
+            if last:
+                # a load leaves ~1.5 MB of freed heap (file and parse buffers) that glibc keeps:
+                # hand it back once the loads are done (measured on `medium`: 572 → 561 B/row)
+                malloc_trim()
 
     def _run_job(
         self,

@@ -22,7 +22,7 @@ from vectorload.storage.sample import resolve_spec, sample_queries
 from vectorload.wire import querynode as wire
 from vectorload.wire.hits import HitColumns
 from vectorload_dev.testing.querynode_harness import DATA_TOKEN, QuerynodeFactory, QuerynodeProcess, load_all
-from vectorload_querynode.app import search_formats
+from vectorload_querynode.app import _in_pool, search_formats
 from vectorload_querynode.cpus import available_cpus, cgroup_cpu_quota
 from vectorload_querynode.errors import ApiError
 from vectorload_querynode.requests import SearchRequest, decode_packed_search
@@ -125,6 +125,25 @@ def test_ef_gate_shares_the_index_per_ef_and_never_changes_ef_under_a_search() -
     assert index.set_while_busy == 0
     assert sorted(seen) == sorted(efs)  # each search ran with its own ef
     assert index.most_busy > 1  # same-ef searches overlapped (a lock would have serialised them)
+
+
+async def test_in_pool_gives_results_in_order_or_the_first_error() -> None:
+    pool = ThreadPoolExecutor(2)
+    try:
+
+        def slow(value: int) -> int:
+            time.sleep(0.01 * (3 - value))
+            return value
+
+        assert await _in_pool(pool, [lambda v=v: slow(v) for v in range(3)]) == [0, 1, 2]  # type: ignore[misc]
+
+        def fails() -> int:
+            raise ApiError(408, "DeadlineExceeded", "spent")
+
+        with pytest.raises(ApiError, match="spent"):
+            await _in_pool(pool, [lambda: slow(0), fails])
+    finally:
+        pool.shutdown()
 
 
 def test_packed_search_request_validation() -> None:
