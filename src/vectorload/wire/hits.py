@@ -15,6 +15,7 @@ then by position in the input; each primary key once, at its best place; at most
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,14 +53,46 @@ def _by(primary: npt.NDArray[Any], secondary: npt.NDArray[Any]) -> npt.NDArray[n
     return result
 
 
+SMALL = 128  # candidates up to which the rule runs on Python lists (numpy's per-call cost dominates)
+
+
+def _top_k_small(
+    query: list[int], distances: list[float], ids: list[Any], nq: int, k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The rule on Python lists: a single stable sort -- by (query, distance), and by the key's
+    text too only when some distances are equal -- then a walk keeping first copies. For a
+    search's 30 candidates this is ~10x cheaper than the ~30 numpy calls of the array version."""
+    n = len(distances)
+    order = sorted(range(n), key=lambda i: (query[i], distances[i]))
+    if any(query[a] == query[b] and distances[a] == distances[b] for a, b in itertools.pairwise(order)):
+        order = sorted(range(n), key=lambda i: (query[i], distances[i], str(ids[i])))
+    kept: list[int] = []
+    counts = [0] * nq
+    seen: set[Any] = set()
+    current = -1
+    for i in order:
+        q = query[i]
+        if q != current:
+            current, seen = q, set()
+        if counts[q] < k and ids[i] not in seen:
+            seen.add(ids[i])
+            kept.append(i)
+            counts[q] += 1
+    return np.asarray(kept, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+
+
 def top_k(
     query: npt.NDArray[np.int64], distances: npt.NDArray[Any], ids: Ids, nq: int, k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The rule above over flat candidates (`query[i]` is candidate i's query, 0..nq-1): indices
-    of the kept candidates, query after query and closest first, and the number kept per query."""
+    of the kept candidates, query after query and closest first, and the number kept per query.
+    Distances must not be NaN (a node clamps non-finite distances; `HitColumns.unpack` refuses
+    NaN)."""
     n = len(distances)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(nq, dtype=np.int64)
+    if n <= SMALL:
+        return _top_k_small(query.tolist(), distances.tolist(), ids.tolist(), nq, k)
     order = _by(query, distances)
     q_sorted, d_sorted = query[order], distances[order]
     tie = (q_sorted[1:] == q_sorted[:-1]) & (d_sorted[1:] == d_sorted[:-1])
@@ -98,7 +131,7 @@ def top_k_rows(
     are a per-row sort and a cut; the others go through `top_k`. Same answer, a fraction of the
     time of one flat sort (sorting 100 rows of 30 is ~10x cheaper than one run of 3,000)."""
     nq, width = distances.shape
-    if nq == 0 or width == 0 or ids.dtype == object:
+    if nq == 0 or width == 0 or ids.dtype == object or nq * width <= SMALL:
         flat_q = np.repeat(np.arange(nq, dtype=np.int64), width)
         return top_k(flat_q, distances.reshape(-1), ids.reshape(-1), nq, k)
     order = np.argsort(distances, axis=1, kind="stable")
@@ -184,6 +217,8 @@ class HitColumns:
                 raise WireError(f"{length} {name} for {total} hits (the sum of counts)", f"$.{name}", name)
         if packed.fields is not None and len(packed.fields) != total:
             raise WireError(f"{len(packed.fields)} fields for {total} hits", "$.fields", "fields")
+        if np.isnan(distances).any():
+            raise WireError("a distance is NaN", "$.distances", "distances")
         if total and int(index.max()) >= len(packed.partitions):
             raise WireError("a partition index beyond the partitions", "$.partitionIndex", "partitionIndex")
         return cls(

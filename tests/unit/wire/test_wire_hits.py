@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vectorload.wire import hits as hits_module
 from vectorload.wire import querynode as wire
 from vectorload.wire.hits import HitColumns, merge, top_k, top_k_rows
 
@@ -72,6 +73,7 @@ def test_packed_answer_without_fields_gives_empty_field_dicts() -> None:
         ({"distances": b""}, "$.distances"),
         ({"partitionIndex": (5).to_bytes(4, "little")}, "$.partitionIndex"),
         ({"fields": [{}, {}]}, "$.fields"),
+        ({"distances": np.float32("nan").tobytes()}, "$.distances"),
     ],
 )
 def test_unpack_refuses_columns_that_do_not_fit(change: dict[str, Any], path: str) -> None:
@@ -139,10 +141,15 @@ def test_top_k_rule_matches_the_python_reference(
         ids = np.asarray(values, dtype=np.int64)
     query = np.asarray([q for q, _, _ in cands], dtype=np.int64)
     dists = np.asarray([d for _, d, _ in cands], dtype=np.float32)
-    kept, counts = top_k(query, dists, ids, nq, k)
     expected = reference([(q, d, v) for (q, d, _), v in zip(cands, values, strict=True)], nq, k)
-    assert counts.tolist() == [len(e) for e in expected]
-    assert kept.tolist() == [i for e in expected for i in e]
+    for small in (0, 10**6):  # the numpy rule and the Python-list one for few candidates
+        hits_module.SMALL = small
+        try:
+            kept, counts = top_k(query, dists, ids, nq, k)
+        finally:
+            hits_module.SMALL = 128
+        assert counts.tolist() == [len(e) for e in expected]
+        assert kept.tolist() == [i for e in expected for i in e]
 
 
 def test_ties_order_by_the_keys_text_not_their_value() -> None:
@@ -176,6 +183,10 @@ def test_merge_of_node_answers_keeps_each_key_once() -> None:
 def test_top_k_rows_is_top_k_on_rows(nq: int, width: int, k: int, dists: list[float], pks: list[int]) -> None:
     d = np.asarray(dists[: nq * width], dtype=np.float32).reshape(nq, width)
     ids = np.asarray(pks[: nq * width], dtype=np.int64).reshape(nq, width)
-    kept, counts = top_k_rows(d, ids, k)
-    want_kept, want_counts = top_k(np.repeat(np.arange(nq), width), d.reshape(-1), ids.reshape(-1), nq, k)
+    hits_module.SMALL = 0  # the array versions (small inputs would take the Python one)
+    try:
+        kept, counts = top_k_rows(d, ids, k)
+        want_kept, want_counts = top_k(np.repeat(np.arange(nq), width), d.reshape(-1), ids.reshape(-1), nq, k)
+    finally:
+        hits_module.SMALL = 128
     assert kept.tolist() == want_kept.tolist() and counts.tolist() == want_counts.tolist()
