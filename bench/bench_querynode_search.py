@@ -9,14 +9,20 @@ batch 1 and batch 100, one client, one request at a time:
 * the querynode with `--search-threads 1` and with `--search-threads auto` (T), each through
   JSON and through the MessagePack search.
 
-So "parallel search" is auto against 1, "binary path" MessagePack against JSON, and "HTTP + the
-querynode's own work" the querynode against bare hnswlib with the same threads. Every variant's
-answers are compared with bare hnswlib's (same indexes, same ef: they must be identical).
+Each variant's figures are its best q/s and its lowest CPU time per query over the rounds (the
+querynode process's CPU, or this process's for bare hnswlib). So "parallel search" is auto
+against 1, "binary path" MessagePack against JSON, and "HTTP + the querynode's own work" the
+querynode against bare hnswlib with the same threads. Every variant's answers are compared with
+bare hnswlib's (same indexes, same ef: they must be identical).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 from bench.bench_vs_milvus import FIELD, BareHnswlib, QuerynodeSystem
@@ -34,6 +40,17 @@ from vectorload_querynode.cpus import available_cpus
 
 TOP_K = 10
 BATCHES = (1, 100)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(variant: Any) -> float:
+    """CPU time (user + system, all threads) of whoever does the variant's work: the querynode
+    process, or this process for bare hnswlib. Unlike q/s on a shared machine, CPU per query
+    hardly moves when other work competes for the cores."""
+    if isinstance(variant, QuerynodeSystem):
+        fields = Path(f"/proc/{variant.qn.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    return time.process_time()
 
 
 def main() -> None:
@@ -68,15 +85,20 @@ def main() -> None:
             packed.binary, packed.name = True, f"querynode-t{setting}-msgpack"
             variants += [qn, packed]
         best: dict[str, dict[int, float]] = {}
+        cpu: dict[str, dict[int, float]] = {}  # CPU seconds per query, lowest round
         answers: dict[str, dict[int, list[list[int]]]] = {}
         for rnd in range(args.rounds):
             for batch in BATCHES:
                 shift = rnd % len(variants)
                 for v in variants[shift:] + variants[:shift]:
                     v.search(args.ef, batch, 0.0, count=20)  # warm up
+                    cpu_before = cpu_seconds(v)
                     run = v.search(args.ef, batch, args.seconds)
+                    cpu_per_query = (cpu_seconds(v) - cpu_before) / (run.passes * len(queries))
                     slot = best.setdefault(v.name, {})
                     slot[batch] = max(slot.get(batch, 0.0), run.qps)
+                    low = cpu.setdefault(v.name, {})
+                    low[batch] = min(low.get(batch, math.inf), cpu_per_query)
                     answers.setdefault(v.name, {}).setdefault(batch, run.ids)
             shown = "  ".join(f"{n} {b[1]:,.0f}/{b[100]:,.0f}" for n, b in best.items())
             print(f"round {rnd + 1}/{args.rounds} (q/s batch 1/100): {shown}", flush=True)
@@ -94,6 +116,7 @@ def main() -> None:
         "threads": threads,
         "rounds": args.rounds,
         "qps": {n: {str(b): q for b, q in v.items()} for n, v in best.items()},
+        "cpu_us_per_query": {n: {str(b): c * 1e6 for b, c in v.items()} for n, v in cpu.items()},
         "answers_identical_to_bare": identical,
     }
     for batch in BATCHES:
@@ -109,8 +132,10 @@ def main() -> None:
     path = write_result("querynode_search", sample_label(args.size, args.dim), figures)
     print(f"sample {args.size}: {len(segs)} segments, top-{TOP_K}, ef {args.ef}, {threads} threads")
     for name, values in best.items():
-        print(f"  {name:<24} batch 1 {values[1]:8,.0f} q/s   batch 100 {values[100]:8,.0f} q/s"
-              f"   answers identical to bare: {identical[name]}")  # fmt: skip
+        c = cpu[name]
+        print(f"  {name:<24} batch 1 {values[1]:8,.0f} q/s {c[1] * 1e6:6,.0f} µs CPU/q   "
+              f"batch 100 {values[100]:8,.0f} q/s {c[100] * 1e6:6,.0f} µs CPU/q   "
+              f"answers identical to bare: {identical[name]}")  # fmt: skip
     for batch in BATCHES:
         print(
             f"batch {batch}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures[f"ratios_batch{batch}"].items())
