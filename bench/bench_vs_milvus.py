@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import http.client
+import itertools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +66,9 @@ from bench.milvus_env import (
 )
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.sample import COLLECTION, sample_queries
+from vectorload.wire import querynode as wire
+from vectorload.wire.hits import HitColumns
+from vectorload_querynode.cpus import available_cpus
 
 FIELD = "book_intro"
 QUERY_SEED = 42
@@ -199,16 +204,23 @@ def exact_top_k(
 
 class QuerynodeSystem:
     """A real querynode process; loads through `/v1/segments/load`, searches through `/v1/search`
-    (one keep-alive HTTP connection, one request at a time, JSON bodies built before timing)."""
+    (one keep-alive HTTP connection, one request at a time, bodies built before timing). JSON
+    bodies, or with `binary` the MessagePack search (`PackedSearchRequest` / `PackedSearchAnswer`:
+    vectors, ids and distances as raw arrays), the one `QuerynodeClient.search` sends."""
 
-    name = "vectorload"
-    label = "vectorload querynode (HTTP API)"
     has_release = True
 
-    def __init__(self, root: Path, host: str, pk_field: str, queries: npt.NDArray[np.float32], top_k: int):
-        self.qn = start_querynode(root, host)
+    def __init__(
+        self, root: Path, host: str, pk_field: str, queries: npt.NDArray[np.float32], top_k: int,
+        binary: bool = False, extra: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        self.qn = start_querynode(root, host, extra)
         self.fields = [pk_field, FIELD]
-        self.queries, self.top_k = queries, top_k
+        self.queries, self.top_k, self.binary = queries, top_k, binary
+        self.name = "vectorload-msgpack" if binary else "vectorload"
+        self.label = (
+            "vectorload querynode (HTTP API, MessagePack)" if binary else "vectorload querynode (HTTP API)"
+        )
 
     def load(self) -> float:
         return load_collection(self.qn, self.fields, skip_dynamic=True)
@@ -221,16 +233,43 @@ class QuerynodeSystem:
     def rss(self) -> int:
         return tree_rss(self.qn.pid)  # the querynode and its sha256 helper
 
-    def search(self, ef: int, batch: int, seconds: float, count: int | None = None) -> SearchRun:
-        queries = self.queries[:count]
-        bodies = [
+    def _bodies(self, queries: npt.NDArray[np.float32], ef: int, batch: int) -> list[bytes]:
+        chunks = [queries[s : s + batch] for s in range(0, len(queries), batch)]
+        if self.binary:
+            return [
+                wire.encode_msgpack(
+                    wire.PackedSearchRequest(
+                        collection=COLLECTION, dim=c.shape[1], vectors=c.astype("<f4").tobytes(),
+                        anns_field=FIELD, top_k=self.top_k, ef=ef,
+                    )
+                )
+                for c in chunks
+            ]  # fmt: skip
+        return [
             json.dumps(
-                {"collection": COLLECTION, "annsField": FIELD, "vectors": queries[s : s + batch].tolist(),
-                 "topK": self.top_k, "ef": ef}
-            )
-            for s in range(0, len(queries), batch)
-        ]  # fmt: skip
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+                {
+                    "collection": COLLECTION,
+                    "annsField": FIELD,
+                    "vectors": c.tolist(),
+                    "topK": self.top_k,
+                    "ef": ef,
+                }
+            ).encode()
+            for c in chunks
+        ]
+
+    def _ids(self, payload: bytes) -> list[list[int]]:
+        if self.binary:
+            columns = HitColumns.unpack(wire.decode_msgpack(payload, wire.PackedSearchAnswer))
+            ids = columns.ids.tolist()
+            bounds = np.concatenate(([0], np.cumsum(columns.counts))).tolist()
+            return [ids[a:b] for a, b in itertools.pairwise(bounds)]
+        return [[hit["id"] for hit in hits] for hits in json.loads(payload)["results"]]
+
+    def search(self, ef: int, batch: int, seconds: float, count: int | None = None) -> SearchRun:
+        bodies = self._bodies(self.queries[:count], ef, batch)
+        media = wire.SEARCH_MSGPACK if self.binary else "application/json"
+        headers = {"Content-Type": media, "Accept": media, "Authorization": f"Bearer {TOKEN}"}
         conn = http.client.HTTPConnection(self.qn.host, int(self.qn.port or 0), timeout=120)
 
         def one_pass() -> list[list[int]]:
@@ -241,11 +280,11 @@ class QuerynodeSystem:
                 payload = resp.read()
                 if resp.status != 200:
                     raise RuntimeError(f"search answered {resp.status}: {payload[:300]!r}")
-                ids += [[hit["id"] for hit in hits] for hits in json.loads(payload)["results"]]
+                ids += self._ids(payload)
             return ids
 
         try:
-            return timed_passes(one_pass, len(queries), seconds)
+            return timed_passes(one_pass, len(self.queries[:count]), seconds)
         finally:
             conn.close()
 
@@ -255,10 +294,11 @@ class QuerynodeSystem:
 
 class BareHnswlib:
     """hnswlib in this process on the querynode's index files: `knn_query` per segment with
-    `threads` threads, top-k over the segments' answers merged in numpy."""
+    `threads` threads, top-k over the segments' answers merged in numpy. With more than one
+    thread, a batch smaller than `threads` (batch 1) searches the segments side by side in a
+    thread pool instead (hnswlib releases the GIL): what the querynode does with as many threads,
+    without HTTP."""
 
-    name = "bare"
-    label = "bare hnswlib (same index files)"
     has_release = False
 
     def __init__(
@@ -269,6 +309,9 @@ class BareHnswlib:
         self.queries, self.top_k, self.threads = queries, top_k, threads
         self.indexes: list[Any] = []
         self.pks: list[npt.NDArray[np.int64]] = []
+        self.name = "bare" if threads == 1 else f"bare-t{threads}"
+        self.label = "bare hnswlib (same index files)" + ("" if threads == 1 else f", {threads} threads")
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def load(self) -> float:
         """`load_index` of every index file and `np.load` of every pk column, sequentially."""
@@ -296,12 +339,23 @@ class BareHnswlib:
             index.set_ef(ef)
         chunks = [queries[s : s + batch] for s in range(0, len(queries), batch)]
 
+        def segment(index: Any, chunk: npt.NDArray[np.float32], threads: int) -> tuple[Any, Any]:
+            answer: tuple[Any, Any] = index.knn_query(chunk, k=k, num_threads=threads)
+            return answer
+
         def one_pass() -> list[list[int]]:
             ids: list[list[int]] = []
             for chunk in chunks:
                 labels, dists = [], []
-                for index, pks in zip(self.indexes, self.pks, strict=True):
-                    lab, dist = index.knn_query(chunk, k=k, num_threads=self.threads)
+                if self.pool is not None and len(chunk) < self.threads:
+                    answers = list(
+                        self.pool.map(
+                            segment, self.indexes, [chunk] * len(self.indexes), [1] * len(self.indexes)
+                        )
+                    )
+                else:
+                    answers = [segment(index, chunk, self.threads) for index in self.indexes]
+                for (lab, dist), pks in zip(answers, self.pks, strict=True):
                     labels.append(pks[lab.astype(np.int64)])
                     dists.append(dist)
                 all_d, all_pk = np.hstack(dists), np.hstack(labels)
@@ -314,6 +368,8 @@ class BareHnswlib:
 
     def close(self) -> None:
         self.release()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 class PymilvusSystem:
@@ -500,14 +556,15 @@ def run(args: Any) -> dict[str, Any]:
         )
         vectorload = QuerynodeSystem(root, args.host, pk_field, queries, args.top_k)
         systems.append(vectorload)
-        bare = BareHnswlib(segs, pk_field, metric, dim, queries, args.top_k, args.bare_threads)
-        systems.append(bare)
+        if args.binary:
+            host = args.host.rsplit(".", 1)[0] + "." + str(int(args.host.rsplit(".", 1)[1]) + 1)
+            systems.append(QuerynodeSystem(root, host, pk_field, queries, args.top_k, binary=True))
+        bares = [BareHnswlib(segs, pk_field, metric, dim, queries, args.top_k, t) for t in args.bare_threads]
+        systems += bares
         warm_page_cache([seg.paths[f] for seg in segs for f in (pk_field, FIELD)])
 
         efs: dict[str, list[int]] = {
-            "milvus": list(args.ef_milvus),
-            "vectorload": list(args.ef_vectorload),
-            "bare": list(args.ef_vectorload),
+            s.name: list(args.ef_milvus if s is milvus else args.ef_vectorload) for s in systems
         }
         load: dict[str, dict[str, Any]] = {
             s.name: {"load_seconds": [], "release_seconds": [], "rss_rounds": []} for s in systems
@@ -555,16 +612,21 @@ def run(args: Any) -> dict[str, Any]:
             if s.has_release:
                 load[s.name]["release_seconds"].append(released)
             load[s.name]["rss_after_final_release"] = settled(s.rss, args.settle)
+        first = bares[0].name  # the answers of every querynode system against bare hnswlib's
+
+        def same_answers(name: str, ef: int) -> float:
+            pairs = zip(sweeps.first_ids[(name, 1, ef)], sweeps.first_ids[(first, 1, ef)], strict=True)
+            return sum(a == b for a, b in pairs) / len(queries)
+
         identical = {
-            ef: sum(
-                a == b
-                for a, b in zip(
-                    sweeps.first_ids[("vectorload", 1, ef)], sweeps.first_ids[("bare", 1, ef)], strict=True
-                )
-            ) / len(queries)
-            for ef in efs["vectorload"]
-            if ("bare", 1, ef) in sweeps.first_ids
-        }  # fmt: skip
+            vl.name: {
+                ef: same_answers(vl.name, ef)
+                for ef in efs[vl.name]
+                if (first, 1, ef) in sweeps.first_ids and (vl.name, 1, ef) in sweeps.first_ids
+            }
+            for vl in systems
+            if isinstance(vl, QuerynodeSystem)
+        }
         result = {
             "size": label,
             "milvus_version": MILVUS_VERSION,
@@ -595,22 +657,33 @@ def run(args: Any) -> dict[str, Any]:
                     "client": "pymilvus 2.3.5 ORM Collection.search, consistency_level Eventually, one call "
                     "at a time from one thread of the driver process (in Milvus' network namespace)",
                 },
-                "vectorload": {
-                    "label": vectorload.label,
-                    "short": "vectorload querynode\n(HTTP API)",
-                    "segments": len(segs),
-                    "fields_loaded": vectorload.fields,
-                    "rss_includes": "the querynode process and its sha256 helper (VmRSS of both)",
-                    "client": "http.client keep-alive, JSON bodies prepared before timing, one request at "
-                    "a time",
-                    "recall_identical_to_bare_batch1": identical,
+                **{
+                    vl.name: {
+                        "label": vl.label,
+                        "short": "vectorload querynode\n(HTTP API" + (", MessagePack)" if vl.binary else ")"),
+                        "segments": len(segs),
+                        "fields_loaded": vl.fields,
+                        "search_threads": available_cpus(),  # --search-threads auto, same machine
+                        "rss_includes": "the querynode process and its sha256 helper (VmRSS of both)",
+                        "client": "http.client keep-alive, "
+                        + ("MessagePack" if vl.binary else "JSON")
+                        + " bodies prepared before timing, one request at a time",
+                        "recall_identical_to_bare_batch1": identical[vl.name],
+                    }
+                    for vl in systems
+                    if isinstance(vl, QuerynodeSystem)
                 },
-                "bare": {
-                    "label": bare.label,
-                    "short": "bare hnswlib\n(same index files)",
-                    "segments": len(segs),
-                    "threads": args.bare_threads,
-                    "rss_includes": "not measured (runs inside the benchmark process)",
+                **{
+                    b.name: {
+                        "label": b.label,
+                        "short": "bare hnswlib\n(same index files"
+                        + ("" if b.threads == 1 else f", {b.threads} thr.")
+                        + ")",
+                        "segments": len(segs),
+                        "threads": b.threads,
+                        "rss_includes": "not measured (runs inside the benchmark process)",
+                    }
+                    for b in bares
                 },
             },
             "ef": efs,
@@ -636,7 +709,19 @@ def main() -> None:
     p.add_argument("--target-recall", type=float, default=None, help="default 0.95 (medium), 0.75 (large)")
     p.add_argument("--ef-vectorload", type=ef_list, default=EF_VECTORLOAD, help="ef values, comma-separated")
     p.add_argument("--ef-milvus", type=ef_list, default=EF_MILVUS, help="ef values, comma-separated")
-    p.add_argument("--bare-threads", type=int, default=1, help="num_threads of bare knn_query")
+    p.add_argument(
+        "--bare-threads",
+        type=ef_list,
+        default=(1, 2),
+        help="threads of bare hnswlib, comma-separated: one bare system each (more than one: the "
+        "querynode's plan -- segments side by side below that batch size, num_threads above)",
+    )
+    p.add_argument(
+        "--no-binary",
+        dest="binary",
+        action="store_false",
+        help="measure the querynode through JSON only (not also through its MessagePack search)",
+    )
     p.add_argument("--milvus-shards", type=int, default=None, help="shards of the Milvus collection")
     p.add_argument("--milvus-cache", type=Path, default=DEFAULT_MILVUS_CACHE, help="Milvus venv + binaries")
     p.add_argument("--settle", type=float, default=1.0, help="seconds before each RSS reading")
@@ -645,8 +730,8 @@ def main() -> None:
         raise SystemExit("--rounds, --queries and --top-k must be positive, --seconds not negative")
     if args.target_recall is not None and not 0 < args.target_recall <= 1:
         raise SystemExit(f"--target-recall must be in (0, 1], got {args.target_recall}")
-    if args.bare_threads < 1 or args.settle < 0:
-        raise SystemExit("--bare-threads must be positive, --settle not negative")
+    if args.settle < 0:
+        raise SystemExit("--settle must not be negative")
     if min(args.ef_milvus) < args.top_k:
         raise SystemExit(f"Milvus needs ef >= top-k ({args.top_k}): got {args.ef_milvus}")
     result = run(args)
@@ -654,6 +739,9 @@ def main() -> None:
     path = write_result("vs_milvus", label, result)
     print()
     print(report.table(result))
+    print()
+    for key, value in sorted(result["summary"]["ratios"].items()):
+        print(f"{key}: {value:.2f}")
     for plot in report.plot(result):
         print(f"plot: {plot}")
     print(f"results: {path}")

@@ -92,6 +92,24 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             ratios[f"search_qps_bare_over_milvus_batch{batch}"] = bare / milvus
         if vl and bare:
             ratios[f"search_qps_vectorload_over_bare_batch{batch}"] = vl / bare
+    # every querynode system (JSON, MessagePack) against Milvus, and against bare hnswlib with the
+    # threads the querynode searched with ("same number of threads")
+    for name in result["systems"]:
+        if not name.startswith("vectorload") or name == "vectorload":
+            continue
+        for batch in result["batches"]:
+            milvus, vl = qps("milvus", batch), qps(name, batch)
+            if milvus and vl:
+                ratios[f"search_qps_{name}_over_milvus_batch{batch}"] = vl / milvus
+    for name, info in result["systems"].items():
+        threads = info.get("search_threads")
+        if not name.startswith("vectorload") or not isinstance(threads, int):
+            continue
+        same = "bare" if threads == 1 else f"bare-t{threads}"
+        for batch in result["batches"]:
+            vl, bare = qps(name, batch), qps(same, batch)
+            if vl and bare:
+                ratios[f"search_qps_{name}_over_{same}_batch{batch}"] = vl / bare
     load = result["load"]
     memory: dict[str, dict[str, float]] = {}
     for name, entry in load.items():
@@ -173,7 +191,14 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-COLORS = {"milvus": "tab:blue", "vectorload": "tab:orange", "bare": "tab:green", "proxy": "tab:red"}
+COLORS = {
+    "milvus": "tab:blue",
+    "vectorload": "tab:orange",
+    "vectorload-msgpack": "tab:brown",
+    "bare": "tab:green",
+    "bare-t2": "tab:olive",
+    "proxy": "tab:red",
+}
 
 
 def plot(result: dict[str, Any], out_dir: Path = DOCS) -> list[Path]:

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, NAME_PATTERN, SEGMENT_ID_PATTERN
+from vectorload.storage.schema_json import MAX_DIM
 from vectorload.wire import querynode as wire
 
 from .errors import ECHO_LIMIT, ApiError, echo
@@ -158,6 +159,19 @@ def decode_body(raw: bytes, type_: type[W], limits: Limits = DEFAULT_LIMITS) -> 
         raise wire_error(err, type_) from None
 
 
+def decode_packed_search(raw: bytes) -> wire.PackedSearchRequest:
+    """MessagePack bytes → the binary search request (400 on anything wrong). A typed decode of a
+    body without free-form values: nesting cannot go deeper than the type, so no depth scan."""
+    try:
+        return wire.decode_msgpack(raw, wire.PackedSearchRequest)
+    except wire.WireError as err:
+        if err.malformed:
+            raise bad(
+                "InvalidBody", f"request body is not valid MessagePack: {err.message[:ECHO_LIMIT]}"
+            ) from None
+        raise wire_error(err, wire.SearchRequest) from None
+
+
 def convert_body(body: object, type_: type[W]) -> W:
     """Already parsed JSON (a dict) → the wire request, with the same errors as `decode_body`."""
     if not isinstance(body, dict):
@@ -288,13 +302,17 @@ def _vectors(raw: list[list[float] | float]) -> npt.NDArray[np.float32]:
     with np.errstate(over="ignore", invalid="ignore"):
         array = np.asarray(rows, dtype=np.float32)
         finite = bool(np.all(np.isfinite(array)))
-        if not finite:
-            bad_value = next(
-                (x for v in rows for x in v if not math.isfinite(x) or abs(x) > np.finfo(np.float32).max),
-                None,
-            )
-            raise bad("InvalidVectors", f"vector component {clip(bad_value, 40)} is not a finite float32")
-        norms = np.einsum("ij,ij->i", array.astype(np.float64), array.astype(np.float64))
+    if not finite:
+        bad_value = next(
+            (x for v in rows for x in v if not math.isfinite(x) or abs(x) > np.finfo(np.float32).max),
+            None,
+        )
+        raise bad("InvalidVectors", f"vector component {clip(bad_value, 40)} is not a finite float32")
+    return _check_norms(array)
+
+
+def _check_norms(array: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.einsum("ij,ij->i", array, array, dtype=np.float64)
     if np.any(norms >= MAX_SQUARED_NORM):
         raise bad(
             "InvalidVectors",
@@ -302,6 +320,33 @@ def _vectors(raw: list[list[float] | float]) -> npt.NDArray[np.float32]:
             "its distances would overflow float32",
         )
     return array
+
+
+_DIM = K(wire.PackedSearchRequest, "dim")
+_F32_LE = np.dtype("<f4")
+
+
+def _packed_vectors(data: bytes, dim: int) -> npt.NDArray[np.float32]:
+    """The `vectors` bytes of a binary search: nq × dim little-endian float32."""
+    if not 1 <= dim <= MAX_DIM:
+        raise bad("InvalidVectors", f"{_DIM} must be between 1 and {MAX_DIM}, got {clip(dim, 40)}")
+    if not data or len(data) % (4 * dim):
+        raise bad(
+            "InvalidVectors",
+            f"{_VECTORS} has {len(data)} bytes: not a non-empty whole number of {dim}-dimensional "
+            f"float32 vectors ({4 * dim} bytes each)",
+        )
+    nq = len(data) // (4 * dim)
+    if nq > MAX_QUERIES:
+        raise bad("InvalidRequest", f"{nq} query vectors; the limit is {MAX_QUERIES}")
+    array = np.frombuffer(data, dtype=_F32_LE).reshape(nq, dim)
+    if array.dtype != np.float32:  # a big-endian host: native byte order for hnswlib
+        array = array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        value = float(array.reshape(-1)[int(np.flatnonzero(~finite.reshape(-1))[0])])
+        raise bad("InvalidVectors", f"vector component {clip(value, 40)} is not a finite float32")
+    return _check_norms(array)
 
 
 @dataclass(frozen=True)
@@ -321,6 +366,25 @@ class SearchRequest:
         collection = check_name(body.collection, "collection")
         top_k = _range(body.top_k, K(wire.SearchRequest, "top_k"), 1, MAX_TOP_K)
         vectors = _vectors(body.vectors)
+        return cls._checked(collection, vectors, top_k, body, limits)
+
+    @classmethod
+    def from_packed(cls, body: wire.PackedSearchRequest, limits: Limits = DEFAULT_LIMITS) -> SearchRequest:
+        """The binary search (`PackedSearchRequest`): the same checks, vectors from raw bytes."""
+        collection = check_name(body.collection, "collection")
+        top_k = _range(body.top_k, K(wire.SearchRequest, "top_k"), 1, MAX_TOP_K)
+        vectors = _packed_vectors(body.vectors, body.dim)
+        return cls._checked(collection, vectors, top_k, body, limits)
+
+    @classmethod
+    def _checked(
+        cls,
+        collection: str,
+        vectors: npt.NDArray[np.float32],
+        top_k: int,
+        body: wire.SearchRequest | wire.PackedSearchRequest,
+        limits: Limits,
+    ) -> SearchRequest:
         if len(vectors) * top_k > limits.max_search_results:
             raise limit_exceeded(
                 f"nq × {K(wire.SearchRequest, 'top_k')} = {len(vectors)} × {top_k} = {len(vectors) * top_k}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema
-from vectorload.wire.querynode import Hit, key
+from vectorload.wire.hits import HitColumns, top_k_rows
 from vectorload.wire.querynode import SearchRequest as SearchBody
+from vectorload.wire.querynode import key
 
 from .errors import ApiError, echo
 from .filter_eval import evaluate
@@ -32,7 +34,7 @@ from .segment import LoadedSegment, VectorIndex
 BRUTE_FORCE_ROWS = 4096  # filtered searches over at most this many allowed rows are exact
 BRUTE_FORCE_CHUNK = 16384
 DEFAULT_EF = 64
-SEARCH_THREADS = 1  # hnswlib threads per call; concurrency comes from the worker pool
+SEARCH_THREADS = 1  # hnswlib threads of a filtered knn_query (its filter calls Python per candidate)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 ANNS_FIELD = key(SearchBody, "anns_field")
 DEADLINE_CHECK_ROWS = 1024  # rows built between two deadline checks
@@ -193,6 +195,51 @@ def row_fields(
     return out
 
 
+def _column_values(values: npt.NDArray[Any]) -> list[Any]:
+    """`_json_value` of each value of a gathered column, the cheap way per dtype."""
+    if values.dtype == np.float32:
+        return [_json_value(v) for v in values]  # shortest decimals, per value
+    if values.dtype.kind == "f":
+        return [v if math.isfinite(v) else None for v in values.tolist()]
+    plain: list[Any] = values.tolist()  # int64, bool, str objects: already JSON values
+    return plain
+
+
+def gather_fields(
+    schema: CollectionSchema,
+    segments: list[LoadedSegment],
+    outputs: OutputPlan,
+    owner: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    deadline: Deadline | None,
+) -> list[dict[str, Any]]:
+    """The output fields of each hit (`row_fields` of its row, same keys in the same order), one
+    column at a time per segment: a numpy gather and one conversion per column instead of a
+    lookup per hit and field."""
+    out: list[dict[str, Any]] = [{} for _ in range(len(rows))]
+    for s_index in np.unique(owner).tolist():
+        _check(deadline)
+        segment = segments[s_index]
+        positions = np.flatnonzero(owner == s_index)
+        seg_rows = rows[positions]
+        dicts = [out[p] for p in positions.tolist()]
+        metas: list[dict[str, Any]] | None = None
+        for name in outputs.for_segment(schema, segment):
+            if name in segment.columns:
+                values = _column_values(segment.columns[name][seg_rows])
+            elif name in segment.vectors:
+                values = segment.vectors[name].vectors(seg_rows).astype(np.float64).tolist()
+            elif segment.meta is not None:
+                if metas is None:
+                    metas = [segment.meta.row(r) for r in seg_rows.tolist()]
+                values = metas if name == DYNAMIC_FIELD else [m.get(name) for m in metas]
+            else:
+                continue
+            for d, value in zip(dicts, values, strict=True):
+                d[name] = value
+    return out
+
+
 # -------------------------------------------------------------------------------------- search
 
 
@@ -259,9 +306,12 @@ def segment_search(
     ef: int,
     rows: int,
     mask: npt.NDArray[np.bool_] | None,
+    num_threads: int = 1,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Top-k of one segment. Filters use hnswlib's `filter` callable, or brute force when few
-    rows pass (exact, and avoids HNSW's poor recall on very selective filters)."""
+    rows pass (exact, and avoids HNSW's poor recall on very selective filters). `num_threads`
+    hnswlib threads share the queries of an unfiltered search (a filtered one calls back into
+    Python per candidate, so it stays on one thread)."""
     allowed_rows: npt.NDArray[np.int64] | None = None
     if mask is not None:
         allowed_rows = np.flatnonzero(mask).astype(np.int64)
@@ -274,10 +324,9 @@ def segment_search(
         return exact_search(vindex, queries, allowed_rows, k)
     allowed = mask.tolist() if mask is not None else None
     try:
-        with vindex.lock:
-            vindex.index.set_ef(max(ef, k))
+        with vindex.gate.searching(max(ef, k)):
             if allowed is None:
-                labels, dists = vindex.index.knn_query(queries, k=k, num_threads=SEARCH_THREADS)
+                labels, dists = vindex.index.knn_query(queries, k=k, num_threads=num_threads)
             else:
                 labels, dists = vindex.index.knn_query(
                     queries, k=k, num_threads=SEARCH_THREADS, filter=allowed.__getitem__
@@ -291,97 +340,165 @@ def segment_search(
     return out_labels, out_dists
 
 
+@dataclass(frozen=True)
+class Parallelism:
+    """How one search may use the node's cores: `threads` in all, `pool` (a dedicated executor
+    of that many threads, never the data pool) to search segments side by side.
+
+    hnswlib releases the GIL inside `knn_query`, so threads search truly in parallel. A batch of
+    at least `threads` queries is split by hnswlib itself (`num_threads`, balanced per query)
+    segment after segment; fewer queries -- a single one above all -- search the segments in
+    parallel, one thread each. Filtered searches call Python per candidate and stay sequential.
+    The indexes and ef are the same either way, so are the answers."""
+
+    threads: int = 1
+    pool: Executor | None = None
+
+    def plan(self, nq: int, segments: int, filtered: bool) -> tuple[bool, int]:
+        """(search segments in the pool, hnswlib num_threads per knn_query)."""
+        if self.threads <= 1 or filtered:
+            return False, 1
+        if nq >= self.threads or segments <= 1 or self.pool is None:
+            return False, self.threads if nq > 1 else 1
+        return True, 1
+
+
+SEQUENTIAL = Parallelism()
+
+
+SegmentAnswer = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class PreparedSearch:
+    """A search checked against the schema and the serving segments, ready to run: the segment
+    searches (`segment`, any thread, any order) and then `finish` (the merge)."""
+
+    schema: CollectionSchema
+    segments: list[LoadedSegment]
+    req: SearchRequest
+    anns: str
+    bound: BoundFilter | None
+    outputs: OutputPlan
+    ef: int
+    in_pool: bool  # search the segments side by side (else one after another)
+    num_threads: int  # hnswlib threads per knn_query
+    deadline: Deadline | None
+
+    @classmethod
+    def prepare(
+        cls,
+        schema: CollectionSchema,
+        segments: list[LoadedSegment],
+        req: SearchRequest,
+        default_ef: int = DEFAULT_EF,
+        deadline: Deadline | None = None,
+        parallel: Parallelism = SEQUENTIAL,
+    ) -> PreparedSearch:
+        anns = choose_anns_field(req.anns_field, schema, segments)
+        field = schema.field(anns)
+        assert field is not None
+        dim = field.dim
+        if req.vectors.shape[1] != dim:
+            raise ApiError(
+                400,
+                "DimensionMismatch",
+                f"query vectors have {req.vectors.shape[1]} dimensions; field {anns} has dim {dim}",
+            )
+        bound = bind_filter(req.filter, schema, segments, req.filter_limits)
+        outputs = plan_outputs(req.output_fields, schema, segments)
+        ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
+        in_pool, num_threads = parallel.plan(len(req.vectors), len(segments), bound is not None)
+        return cls(schema, segments, req, anns, bound, outputs, ef, in_pool, num_threads, deadline)
+
+    @property
+    def light(self) -> bool:
+        """No filter, no output fields: everything but `knn_query` is a few numpy calls."""
+        return self.bound is None and not (self.outputs.names or self.outputs.star)
+
+    def segment(self, segment: LoadedSegment) -> SegmentAnswer:
+        _check(self.deadline)
+        mask = evaluate(self.bound.expr, segment) if self.bound is not None else None
+        req = self.req
+        vindex = segment.vectors[self.anns]
+        return segment_search(vindex, req.vectors, req.top_k, self.ef, segment.rows, mask, self.num_threads)
+
+    def all_segments(self) -> list[SegmentAnswer]:
+        return [self.segment(s) for s in self.segments]
+
+    def finish(self, answers: list[SegmentAnswer]) -> HitColumns:
+        req = self.req
+        return _merge(
+            self.schema, self.segments, self.outputs, req.top_k, len(req.vectors), answers, self.deadline
+        )
+
+
 def run_search(
     schema: CollectionSchema,
     segments: list[LoadedSegment],
     req: SearchRequest,
     default_ef: int = DEFAULT_EF,
     deadline: Deadline | None = None,
-) -> list[list[Hit]]:
-    anns = choose_anns_field(req.anns_field, schema, segments)
-    field = schema.field(anns)
-    assert field is not None
-    dim = field.dim
-    if req.vectors.shape[1] != dim:
-        raise ApiError(
-            400,
-            "DimensionMismatch",
-            f"query vectors have {req.vectors.shape[1]} dimensions; field {anns} has dim {dim}",
-        )
-    bound = bind_filter(req.filter, schema, segments, req.filter_limits)
-    outputs = plan_outputs(req.output_fields, schema, segments)
-    ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
-    nq = len(req.vectors)
-    # every segment's top-k side by side: (nq, Σk) distances and rows, and each column's segment
-    labels_by_segment: list[npt.NDArray[np.int64]] = []
-    dists_by_segment: list[npt.NDArray[np.float32]] = []
-    owners: list[npt.NDArray[np.int64]] = []
-    for s_index, segment in enumerate(segments):
-        _check(deadline)
-        mask = evaluate(bound.expr, segment) if bound is not None else None
-        labels, dists = segment_search(segment.vectors[anns], req.vectors, req.top_k, ef, segment.rows, mask)
-        labels_by_segment.append(labels)
-        dists_by_segment.append(dists)
-        owners.append(np.full(labels.shape[1], s_index, dtype=np.int64))
-    all_labels = np.concatenate(labels_by_segment, axis=1)
-    all_dists = np.concatenate(dists_by_segment, axis=1).astype(np.float64)
-    all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
-    owner = np.concatenate(owners)
-    order = np.argsort(all_dists, axis=1, kind="stable")  # closest first; ties keep segment order
-    results: list[list[Hit]] = []
-    for qi in range(nq):
-        if qi % 64 == 0:
-            _check(deadline)
-        results.append(
-            _top_hits(schema, segments, outputs, req.top_k, order[qi], all_dists[qi], all_labels[qi], owner)
-        )
-    return results
+    parallel: Parallelism = SEQUENTIAL,
+) -> HitColumns:
+    """The whole search in the calling thread (a data worker), with the segments side by side in
+    `parallel.pool` when the plan says so."""
+    return run_prepared(
+        PreparedSearch.prepare(schema, segments, req, default_ef, deadline, parallel), parallel
+    )
 
 
-def _top_hits(
+def run_prepared(prepared: PreparedSearch, parallel: Parallelism = SEQUENTIAL) -> HitColumns:
+    segments = prepared.segments
+    if prepared.in_pool:
+        assert parallel.pool is not None
+        futures = [parallel.pool.submit(prepared.segment, segment) for segment in segments[1:]]
+        try:
+            answers = [prepared.segment(segments[0])] + [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+    else:
+        answers = prepared.all_segments()
+    return prepared.finish(answers)
+
+
+def _merge(
     schema: CollectionSchema,
     segments: list[LoadedSegment],
     outputs: OutputPlan,
     top_k: int,
-    order: npt.NDArray[np.intp],
-    dists: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.int64],
-    owner: npt.NDArray[np.int64],
-) -> list[Hit]:
-    """One query's hits from its candidates sorted by distance: equal distances ordered by the
-    primary key's text, each primary key once (its best copy), at most `top_k`. Python only
-    touches the candidates it keeps (plus duplicates and ties), not every segment's top-k."""
-    sorted_dists = dists[order].tolist()
-    answer: list[Hit] = []
-    seen: set[Any] = set()
-    i, n = 0, len(sorted_dists)
-    while i < n and len(answer) < top_k:
-        j = i + 1
-        while j < n and sorted_dists[j] == sorted_dists[i]:
-            j += 1
-        run = []
-        for column in order[i:j].tolist():
-            s_index, row = int(owner[column]), int(labels[column])
-            run.append((_json_value(segments[s_index].pks[row]), s_index, row))
-        if len(run) > 1:
-            run.sort(key=lambda c: str(c[0]))
-        for pk, s_index, row in run:
-            if pk in seen:
-                continue
-            seen.add(pk)
-            segment = segments[s_index]
-            answer.append(
-                Hit(
-                    id=pk,
-                    distance=sorted_dists[i],
-                    partition=segment.partition,
-                    fields=row_fields(schema, segment, row, outputs.for_segment(schema, segment)),
-                )
-            )
-            if len(answer) == top_k:
-                break
-        i = j
-    return answer
+    nq: int,
+    answers: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    deadline: Deadline | None,
+) -> HitColumns:
+    """Every segment's top-k candidates side by side, one row per query, then the one top-k rule
+    (`vectorload.wire.hits`: closest first, equal distances by the primary key's text, each primary
+    key once) in numpy. Python touches hits only to gather output fields."""
+    partitions = tuple(dict.fromkeys(s.partition for s in segments))
+    used = [
+        (i, seg_labels, seg_dists) for i, (seg_labels, seg_dists) in enumerate(answers) if seg_labels.shape[1]
+    ]
+    if not used:
+        empty = np.zeros(0, dtype=np.int64)
+        return HitColumns(np.zeros(nq, np.int64), empty, np.zeros(0, np.float32), partitions, empty)
+    # (nq, C): every segment's top-k side by side, segment after segment
+    labels = np.hstack([seg_labels for _, seg_labels, _ in used])
+    all_dists = np.hstack([seg_dists for _, _, seg_dists in used]).astype(np.float32)
+    all_dists[~np.isfinite(all_dists)] = FLOAT32_MAX
+    all_pks = np.hstack([segments[s_index].pks[seg_labels] for s_index, seg_labels, _ in used])
+    column_owner = np.concatenate([np.full(seg_labels.shape[1], i, np.int64) for i, seg_labels, _ in used])
+    kept, counts = top_k_rows(all_dists, all_pks, top_k)
+    owner = column_owner[kept % labels.shape[1]]
+    rows = labels.reshape(-1)[kept]
+    all_dists, all_pks = all_dists.reshape(-1), all_pks.reshape(-1)
+    number = {name: i for i, name in enumerate(partitions)}
+    seg_partition = np.asarray([number[s.partition] for s in segments], dtype=np.int64)
+    fields: list[dict[str, Any]] | None = None
+    if outputs.names or outputs.star:
+        fields = gather_fields(schema, segments, outputs, owner, rows, deadline)
+    ids = all_pks[kept]
+    return HitColumns(counts, ids, all_dists[kept], partitions, seg_partition[owner], fields)
 
 
 # --------------------------------------------------------------------------------- query / get

@@ -3,6 +3,7 @@ node's bounded cache of `$meta` key columns that filters read."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -232,13 +233,61 @@ class MetaColumn:
         return values
 
 
+class EfGate:
+    """Lets searches with the same ef use one hnswlib index at the same time.
+
+    hnswlib's ef is a field of the index (`set_ef`) that every `knn_query` reads while it runs,
+    and `knn_query` is safe to run concurrently. So searches with the index's current ef enter
+    together; a search with another ef waits until the index is idle and sets it. While one waits
+    for another ef, newcomers with the current ef wait too, so neither kind starves. (A plain lock
+    around set_ef + knn_query, as before, let one search at a time use a segment.)"""
+
+    def __init__(self, index: Any) -> None:
+        self._index = index
+        self._cond = threading.Condition()
+        self._ef: int | None = None
+        self._active = 0
+        self._waiting: dict[int, int] = {}  # ef -> searches waiting for it
+
+    def _may_enter(self, ef: int) -> bool:
+        if self._active == 0:
+            return True
+        return ef == self._ef and all(e == ef for e in self._waiting)
+
+    @contextlib.contextmanager
+    def searching(self, ef: int) -> Iterator[None]:
+        with self._cond:
+            if not self._may_enter(ef):
+                self._waiting[ef] = self._waiting.get(ef, 0) + 1
+                try:
+                    self._cond.wait_for(lambda: self._may_enter(ef))
+                finally:
+                    self._waiting[ef] -= 1
+                    if not self._waiting[ef]:
+                        del self._waiting[ef]
+            if ef != self._ef:
+                self._index.set_ef(ef)  # the index is idle: no search reads ef now
+                self._ef = ef
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if self._active == 0 or self._waiting:
+                    self._cond.notify_all()
+
+
 @dataclass
 class VectorIndex:
-    """One hnswlib index; the lock makes `set_ef` + `knn_query` atomic per index."""
+    """One hnswlib index; `gate.searching(ef)` sets its ef and keeps it while searches run."""
 
     field: FieldSchema
     index: Any
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    gate: EfGate = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = EfGate(self.index)
 
     def vectors(self, rows: npt.NDArray[np.int64]) -> Vector:
         """Stored vectors of some rows (cosine indexes store them normalised)."""

@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cpus import available_cpus
 from .filter_expr import DEPTH_CEILING, FilterLimits
 from .memory import auto_memory_limit, parse_bytes
 from .requests import DEFAULT_LIMITS, Limits
@@ -43,6 +44,8 @@ class Settings:
     open_data_api: bool = False  # --open-data-api: search/query/get without a token
     limits: Limits = field(default_factory=Limits)  # bounded work per request (see requests.Limits)
     meta_cache: MetaCacheLimits = field(default_factory=MetaCacheLimits)  # --meta-cache-*
+    # --search-threads: threads one search may use (segments in parallel, hnswlib num_threads)
+    search_threads: int = 1
 
     def data_tokens(self) -> tuple[str, ...]:
         """Tokens the data API accepts: the data token and the control token (which may do more)."""
@@ -60,6 +63,18 @@ def _read_token(path: str | None, env: str, what: str) -> str | None:
         return token
     token = os.environ.get(env, "").strip()
     return token or None
+
+
+def _search_threads(text: str) -> int:
+    if text == "auto":
+        return available_cpus()
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"--search-threads must be a positive integer or auto, got {text!r}") from None
+    if value < 1:
+        raise SettingsError(f"--search-threads must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--default-ef", type=int, default=64, help="hnswlib ef when a search gives none")
     p.add_argument(
+        "--search-threads",
+        default="auto",
+        help="threads one search may use: its segments are searched in parallel and batches get "
+        "hnswlib num_threads (auto: the CPUs this process may use, its affinity capped by the "
+        "cgroup cpu.max quota)",
+    )
+    p.add_argument(
         "--verify-in-process",
         action="store_true",
         help="hash segment files in the loading thread instead of the sha256 helper process "
@@ -202,6 +224,7 @@ def parse_settings(argv: list[str]) -> Settings:
         )
     if args.meta_cache_entries < 0:
         raise SettingsError(f"--meta-cache-entries must not be negative, got {args.meta_cache_entries}")
+    search_threads = _search_threads(args.search_threads)
     if not args.request_timeout > 0:
         raise SettingsError(f"--request-timeout must be positive seconds, got {args.request_timeout}")
     token = _read_token(args.token_file, TOKEN_ENV, "token")
@@ -230,6 +253,7 @@ def parse_settings(argv: list[str]) -> Settings:
         load_step_delay=max(0.0, args.load_step_delay),
         verify_in_process=args.verify_in_process,
         open_data_api=args.open_data_api,
+        search_threads=search_threads,
         limits=Limits(
             max_request_bytes=max_request,
             max_json_depth=args.max_json_depth,

@@ -2,7 +2,9 @@
 
 Bodies and answers are the `vectorload.wire.querynode` types: the client encodes requests and
 decodes answers with the same definitions the querynode serves, so a drift fails loudly
-(`QuerynodeError` 502 `BadAnswer`) instead of surfacing as a missing key later.
+(`QuerynodeError` 502 `BadAnswer`) instead of surfacing as a missing key later. Searches travel
+as MessagePack (`PackedSearchRequest` / `PackedSearchAnswer`: vectors, ids and distances as raw
+float32/int64 arrays), everything else as JSON.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+import numpy as np
+import numpy.typing as npt
 
 from vectorload.wire import querynode as wire
+from vectorload.wire.hits import HitColumns
 
 T = TypeVar("T")
 
@@ -68,12 +73,21 @@ class QuerynodeClient:
         return self._session
 
     async def _raw(
-        self, method: str, path: str, body: wire.Wire | None = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: wire.Wire | None = None,
+        token: str | None = None,
+        binary: bool = False,
     ) -> bytes:
-        headers = {"Content-Type": "application/json"}
+        """The answer's bytes (MessagePack body and answer with `binary`, else JSON); an error
+        answer (always JSON) raises QuerynodeError."""
+        headers = {"Content-Type": wire.SEARCH_MSGPACK if binary else "application/json"}
+        if binary:
+            headers["Accept"] = wire.SEARCH_MSGPACK
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        data = None if body is None else wire.encode(body)
+        data = None if body is None else (wire.encode_msgpack(body) if binary else wire.encode(body))
         try:
             async with self._sess().request(method, self.base_url + path, data=data, headers=headers) as resp:
                 payload = await resp.read()
@@ -213,18 +227,60 @@ class QuerynodeClient:
         output_fields: Sequence[str] | None = None,
         ef: int | None = None,
     ) -> list[list[wire.Hit]]:
-        body = wire.SearchRequest(
+        """Top-k hits per query vector, closest first (`search_columns` as `Hit` lists)."""
+        columns = await self.search_columns(
+            collection, vectors, top_k, anns_field, partitions, filter, output_fields, ef
+        )
+        return columns.hits()
+
+    async def search_columns(
+        self,
+        collection: str,
+        vectors: Sequence[Sequence[float]] | npt.NDArray[Any],
+        top_k: int = 10,
+        anns_field: str | None = None,
+        partitions: Sequence[str] | None = None,
+        filter: str | None = None,
+        output_fields: Sequence[str] | None = None,
+        ef: int | None = None,
+    ) -> HitColumns:
+        """The search answer as columns (what `vectorload.client.merge.merge_columns` merges).
+        Sent as MessagePack with the vectors as float32 bytes; vectors that are no (nq, dim) array
+        of numbers (ragged, empty) go as JSON, so that the node names what is wrong with them."""
+        packed = _packed_vectors(vectors)
+        partitions_ = None if partitions is None else tuple(partitions)
+        outputs = None if output_fields is None else tuple(output_fields)
+        if packed is None:
+            body: wire.Wire = wire.SearchRequest(
+                collection=collection,
+                vectors=[[float(x) for x in v] for v in vectors],
+                top_k=top_k,
+                anns_field=anns_field,
+                partitions=partitions_,
+                filter=filter,
+                output_fields=outputs,
+                ef=ef,
+            )
+            answer = await self._call("POST", "/v1/search", wire.SearchAnswer, body, token=self.data_token)
+            return HitColumns.from_hits(answer.results)
+        body = wire.PackedSearchRequest(
             collection=collection,
-            vectors=[[float(x) for x in v] for v in vectors],
+            dim=packed.shape[1],
+            vectors=packed.tobytes(),
             top_k=top_k,
             anns_field=anns_field,
-            partitions=None if partitions is None else tuple(partitions),
+            partitions=partitions_,
             filter=filter,
-            output_fields=None if output_fields is None else tuple(output_fields),
+            output_fields=outputs,
             ef=ef,
         )
-        answer = await self._call("POST", "/v1/search", wire.SearchAnswer, body, token=self.data_token)
-        return answer.results
+        payload = await self._raw("POST", "/v1/search", body, token=self.data_token, binary=True)
+        try:
+            return HitColumns.unpack(wire.decode_msgpack(payload, wire.PackedSearchAnswer))
+        except wire.WireError as exc:
+            raise QuerynodeError(
+                502, "BadAnswer", f"{self.base_url}/v1/search: {exc.message} at {exc.path}"
+            ) from None
 
     async def query(
         self,
@@ -259,3 +315,22 @@ class QuerynodeClient:
         )
         answer = await self._call("POST", "/v1/get", wire.RowsAnswer, body, token=self.data_token)
         return answer.rows
+
+
+_F32_LE = np.dtype("<f4")
+
+
+def _packed_vectors(vectors: Sequence[Sequence[float]] | npt.NDArray[Any]) -> npt.NDArray[np.float32] | None:
+    """The query vectors as a little-endian float32 (nq, dim) array, or None when they are not
+    one (the JSON path then lets the node answer what is wrong)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = np.asarray(vectors, dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        return None
+    if not np.all(np.isfinite(array)) or np.any(np.abs(array) > np.finfo(np.float32).max):
+        return None  # the node names the component that is no finite float32
+    packed: npt.NDArray[np.float32] = np.ascontiguousarray(array, dtype=_F32_LE)
+    return packed
