@@ -85,7 +85,11 @@ SOCKET_NAME = "grpc.sock"
 MAX_SOCKET_PATH = 107
 
 
-def socket_dir(candidates: tuple[str | None, ...] = (None, "/tmp", "/dev/shm")) -> Path:
+# mkdtemp makes a fresh 0700 directory with a random name: no shared, predictable path in /tmp
+SOCKET_BASES: tuple[str | None, ...] = (None, "/tmp", "/dev/shm")  # noqa: S108
+
+
+def socket_dir(candidates: tuple[str | None, ...] = SOCKET_BASES) -> Path:
     """A private (0700) directory for the internal gRPC socket, short enough for a Unix socket path.
 
     The default temporary directory comes first; a pod's TMPDIR can be deep (the process kubelet
