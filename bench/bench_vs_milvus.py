@@ -15,13 +15,18 @@ noise only ever slows a system down, so each figure is the best of its rounds):
 * `bare`: hnswlib in this process on the querynode's very index files, searched segment by
   segment with a numpy top-k merge -- what the querynode could do at most with the same indexes.
 
-A system reached through pymilvus is a `PymilvusSystem`: when vectorload's proxy exists it joins
-as one more (`PymilvusDriver.connect(...)`), measured with the same client code as Milvus.
+* `vectorload-proxy`: vectorload's Milvus front door -- a local control plane, the operator, one
+  querynode pod and `vectorload proxy` -- driven by the same driver code (`milvus_driver.py`) as
+  Milvus, in `connect` mode with this venv's pymilvus (2.4+ is needed to send `load_fields`: the
+  sample's collection has more fields than the two Milvus got, and loads the same two here).
+  `load` is `load_collection` through pymilvus until `load_state` says Loaded (the operator does
+  the work), `release` returns when the CollectionLoad is gone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import http.client
 import itertools
@@ -29,6 +34,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +46,7 @@ from typing import Any, Protocol
 import hnswlib
 import numpy as np
 import numpy.typing as npt
+import pymilvus
 
 from bench import vs_milvus_report as report
 from bench.common import (
@@ -64,10 +71,13 @@ from bench.milvus_env import (
     isolation_report,
     tree_rss,
 )
+from bench.operator_common import TOKEN as OPERATOR_TOKEN  # the querynode pods' token
+from bench.operator_common import operator_bench
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.sample import COLLECTION, sample_queries
 from vectorload.wire import querynode as wire
 from vectorload.wire.hits import HitColumns
+from vectorload_dev.testing.proxy_harness import ROOT_TOKEN, ProxyProcess
 from vectorload_querynode.cpus import available_cpus
 
 FIELD = "book_intro"
@@ -424,6 +434,56 @@ class MilvusSystem(PymilvusSystem):
         return tree_rss(self.pid)
 
 
+class ProxySystem(PymilvusSystem):
+    """vectorload through its Milvus front door: a fresh local control plane, the operator, one
+    querynode pod (`--search-threads auto`, as the `vectorload` system) and `vectorload proxy`;
+    the driver (this venv's pymilvus) loads, searches and releases through the proxy.
+    RSS is the querynode's process tree, as for `vectorload`."""
+
+    def __init__(
+        self, root: Path, pk_field: str, queries_path: Path, metric: str, top_k: int, work: Path, host: str
+    ) -> None:
+        self._stack = contextlib.ExitStack()
+        try:
+            bench = self._stack.enter_context(
+                operator_bench(
+                    "vectorload-vs-milvus-proxy-", "bench-vs-milvus", root,
+                    argparse.Namespace(operator_arg=[], keep=False),
+                )
+            )  # fmt: skip
+            self.qn = bench.pool.add_node("qn-0", memory_limit="16Gi")
+            bench.operator.start()
+            proxy = ProxyProcess(
+                bench.cluster.plane, bench.workdir, bench.ns, root, data_token=OPERATOR_TOKEN, host=host
+            ).start()
+            self._stack.callback(proxy.stop)
+            driver = PymilvusDriver.connect(
+                Path(sys.executable), proxy.host, proxy.port, work / "proxy-driver.log", token=ROOT_TOKEN
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+        super().__init__(
+            "vectorload-proxy",
+            f"vectorload proxy (pymilvus {pymilvus.__version__})",
+            driver, queries_path, metric, top_k,
+        )  # fmt: skip
+        self.load_fields = [pk_field, FIELD]
+
+    def load(self) -> float:
+        answer = self.driver.request("load", collection=COLLECTION, load_fields=self.load_fields)
+        return float(answer["seconds"])
+
+    def rss(self) -> int:
+        return tree_rss(self.qn.pid)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._stack.close()
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -559,6 +619,11 @@ def run(args: Any) -> dict[str, Any]:
         if args.binary:
             host = args.host.rsplit(".", 1)[0] + "." + str(int(args.host.rsplit(".", 1)[1]) + 1)
             systems.append(QuerynodeSystem(root, host, pk_field, queries, args.top_k, binary=True))
+        proxy: ProxySystem | None = None
+        if args.proxy:
+            host = args.host.rsplit(".", 1)[0] + "." + str(int(args.host.rsplit(".", 1)[1]) + 2)
+            proxy = ProxySystem(root, pk_field, queries_path, MILVUS_METRIC[metric], args.top_k, work, host)
+            systems.append(proxy)
         bares = [BareHnswlib(segs, pk_field, metric, dim, queries, args.top_k, t) for t in args.bare_threads]
         systems += bares
         warm_page_cache([seg.paths[f] for seg in segs for f in (pk_field, FIELD)])
@@ -673,6 +738,23 @@ def run(args: Any) -> dict[str, Any]:
                     for vl in systems
                     if isinstance(vl, QuerynodeSystem)
                 },
+                **(
+                    {}
+                    if proxy is None
+                    else {
+                        proxy.name: {
+                            "label": proxy.label,
+                            "short": "vectorload proxy\n(pymilvus)",
+                            "segments": len(segs),
+                            "fields_loaded": proxy.load_fields,
+                            "search_threads": available_cpus(),
+                            "rss_includes": "the querynode process and its sha256 helper (VmRSS of both); "
+                            "the proxy, operator and control plane are not counted",
+                            "client": f"pymilvus {pymilvus.__version__} ORM Collection.search through "
+                            "vectorload proxy (gRPC), the same driver code as Milvus', one call at a time",
+                        }
+                    }
+                ),
                 **{
                     b.name: {
                         "label": b.label,
@@ -721,6 +803,12 @@ def main() -> None:
         dest="binary",
         action="store_false",
         help="measure the querynode through JSON only (not also through its MessagePack search)",
+    )
+    p.add_argument(
+        "--no-proxy",
+        dest="proxy",
+        action="store_false",
+        help="leave out vectorload's proxy (pymilvus -> proxy -> querynode pod on a local control plane)",
     )
     p.add_argument("--milvus-shards", type=int, default=None, help="shards of the Milvus collection")
     p.add_argument("--milvus-cache", type=Path, default=DEFAULT_MILVUS_CACHE, help="Milvus venv + binaries")

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vectorload.storage.api import CollectionSchema, SegmentManifest
+from vectorload.storage.api import CollectionSchema, SegmentManifest, StorageError
 from vectorload.storage.hnsw import space_for
 from vectorload.storage.reader import FilesystemReader, segment_file_rel_path
 from vectorload.storage.sample import COLLECTION, SAMPLE_SIZES, SampleSpec, write_sample
@@ -91,7 +92,17 @@ def ensure_sample(size: str, cache: Path, dim: int = DEFAULT_DIM) -> Path:
     root = cache / label
     started = time.monotonic()
     spec = bench_spec(size, dim)
-    info = write_sample(root, size=size, seed=0, progress=True, spec=None if dim == DEFAULT_DIM else spec)
+    wanted = None if dim == DEFAULT_DIM else spec
+    try:
+        info = write_sample(root, size=size, seed=0, progress=True, spec=wanted)
+    except StorageError as exc:
+        if exc.reason != "SampleMismatch":
+            raise
+        # the cache holds this sample as an earlier generator or segment layout wrote it: it is
+        # the benchmarks' own cache, so it is rebuilt rather than reused or refused
+        print(f"rebuilding the cached sample {label}: {exc.message}")
+        shutil.rmtree(root)
+        info = write_sample(root, size=size, seed=0, progress=True, spec=wanted)
     if info.written_segments:
         print(
             f"built sample {label} ({spec.describe()}) in {time.monotonic() - started:.0f}s: "

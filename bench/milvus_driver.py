@@ -227,10 +227,10 @@ def _die_with_parent() -> None:
 class Client:
     """The pymilvus (ORM) calls the benchmark makes; the same against Milvus or vectorload's proxy."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, token: str = "") -> None:
         from pymilvus import connections
 
-        self.host, self.port = host, port
+        self.host, self.port, self.token = host, port, token
         self.connect()
         self._connections = connections
 
@@ -242,7 +242,12 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                connections.connect("default", host=self.host, port=str(self.port), timeout=10)
+                if self.token:  # vectorload's proxy authenticates (user:password)
+                    connections.connect(
+                        "default", host=self.host, port=str(self.port), token=self.token, timeout=10
+                    )
+                else:
+                    connections.connect("default", host=self.host, port=str(self.port), timeout=10)
                 return
             except Exception:
                 if time.monotonic() > deadline:
@@ -317,8 +322,12 @@ class Client:
 
         name = req["collection"]
         coll = Collection(name)
+        # vectorload's collection has more fields than the rows Milvus got: load the same two
+        # (pymilvus >= 2.4 sends load_fields; the bench passes them only to such a client)
+        fields = req.get("load_fields")
+        extra = {"load_fields": fields, "skip_load_dynamic_field": True} if fields else {}
         started = time.perf_counter()
-        coll.load(_async=True)
+        coll.load(_async=True, **extra)
         while utility.load_state(name) != LoadState.Loaded:
             time.sleep(0.02)
         seconds = time.perf_counter() - started
@@ -442,6 +451,7 @@ def main() -> int:
     connect = sub.add_parser("connect", help="client only, against a running Milvus-API endpoint")
     connect.add_argument("--host", required=True)
     connect.add_argument("--port", type=int, required=True)
+    connect.add_argument("--token-env", default="", help="variable holding user:password, if any")
     args = p.parse_args()
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the benchmark died: stop
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # -> finally: Milvus stopped, data removed
@@ -466,7 +476,8 @@ def main() -> int:
                 "config": str(server.config_file),
             }
         else:
-            client = Client(args.host, args.port)
+            token = os.environ.get(args.token_env, "") if args.token_env else ""
+            client = Client(args.host, args.port, token)
             hello = {"pid": None, "namespace": None}
         serve_requests(client, server, hello)
     finally:

@@ -73,15 +73,21 @@ class DriverError(RuntimeError):
     pass
 
 
+TOKEN_ENV = "VECTORLOAD_BENCH_MILVUS_TOKEN"
+
+
 class PymilvusDriver:
     """`milvus_driver.py` as a child process: `serve` (start Milvus, then be its client) or
     `connect` (be the client of an existing Milvus-API endpoint, e.g. vectorload's proxy)."""
 
-    def __init__(self, python: Path, args: list[str], log_path: Path) -> None:
+    def __init__(
+        self, python: Path, args: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("ab")
         self.proc: subprocess.Popen[str] = subprocess.Popen(
             [str(python), str(DRIVER), *args],
+            env=None if env is None else {**os.environ, **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -95,8 +101,13 @@ class PymilvusDriver:
         return cls(python, ["serve", "--data-dir", str(data_dir), "--bin-base", str(bin_base)], log_path)
 
     @classmethod
-    def connect(cls, python: Path, host: str, port: int, log_path: Path) -> PymilvusDriver:
-        return cls(python, ["connect", "--host", host, "--port", str(port)], log_path)
+    def connect(cls, python: Path, host: str, port: int, log_path: Path, token: str = "") -> PymilvusDriver:
+        """The driver as a client of `host:port`; `token` (user:password) reaches it through its
+        environment, not its command line (visible in /proc to every user)."""
+        args = ["connect", "--host", host, "--port", str(port)]
+        if token:
+            args += ["--token-env", TOKEN_ENV]
+        return cls(python, args, log_path, {TOKEN_ENV: token} if token else None)
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None

@@ -195,6 +195,7 @@ COLORS = {
     "milvus": "tab:blue",
     "vectorload": "tab:orange",
     "vectorload-msgpack": "tab:brown",
+    "vectorload-proxy": "tab:red",
     "bare": "tab:green",
     "bare-t2": "tab:olive",
     "proxy": "tab:red",
