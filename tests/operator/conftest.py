@@ -36,12 +36,28 @@ def sample_root(op_workdir: Path) -> Path:
     return root
 
 
+HERE = Path(__file__).resolve().parent
+_SESSION_OPERATORS: list[OperatorProcess] = []
+
+
 @pytest.fixture(scope="session")
 def operator_proc(crd_installed: ControlPlane, op_workdir: Path) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(crd_installed, op_workdir, extra_args=TEST_OPERATOR_ARGS)
     proc.start(timeout=30)
+    _SESSION_OPERATORS.append(proc)
     yield proc
     proc.stop()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """The session's operator watches every namespace of the shared control plane: after this
+    package's last test it is stopped, or it would also reconcile the CollectionLoads of the
+    packages that run next (tests/sdk and tests/e2e install their own operator). A later test of
+    this package restarts it (the `operator` fixture)."""
+    if nextitem is not None and HERE in Path(nextitem.path).resolve().parents:
+        return
+    for proc in _SESSION_OPERATORS:
+        proc.stop()
 
 
 @pytest.fixture
