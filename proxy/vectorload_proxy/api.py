@@ -39,6 +39,7 @@ from .errors import (
     MilvusError,
     collection_not_found,
     collection_not_loaded,
+    index_not_found,
     parameter_invalid,
     partition_not_found,
     partition_not_loaded,
@@ -278,7 +279,7 @@ class MilvusApi:
                 params["efConstruction"] = str(built["ef_construction"])
             out.append(IndexRow(f.name, f.name, stable_id(collection, "index", f.name), params, info.rows))
         if field_name and not out:
-            raise MilvusError(700, f"index not found[indexName={field_name}]")
+            raise index_not_found(field_name)
         return out
 
     # ---------------------------------------------------------------------- lifecycle

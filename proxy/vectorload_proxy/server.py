@@ -24,7 +24,7 @@ from pymilvus.grpc_gen import milvus_pb2_grpc
 from .api import MilvusApi, Settings
 from .auth import Authenticator
 from .catalog import Catalog
-from .grpc_service import AuthInterceptor, MilvusService, server_options
+from .grpc_service import AuthInterceptor, MilvusService, RequestGuard, server_options
 from .kube import DEFAULT_RESYNC, KubeCache, KubeWriter
 from .listener import PortMux, protocol_factory
 from .metrics import ProxyMetrics
@@ -145,7 +145,7 @@ class Proxy:
         self.kube.start(loop)
         limits = cfg.settings.limits
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.auth, self.metrics)],
+            interceptors=[AuthInterceptor(self.auth, self.metrics), RequestGuard(self.metrics)],
             options=server_options(limits.max_request_bytes, cfg.max_send_bytes),
         )
         milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(self.api, self.metrics), server)

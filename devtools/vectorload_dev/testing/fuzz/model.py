@@ -30,6 +30,7 @@ class Outcome:
     error: str = ""
     requests: int = 1  # requests this case sent (a burst sends many)
     statuses: tuple[int | None, ...] = ()  # one per request when a case sends several
+    klass: str = ""  # how the report counts the answer (a gRPC status name); "": the HTTP class
 
 
 @dataclass(frozen=True)
@@ -106,5 +107,5 @@ class Tally:
     def add(self, kind: str, outcome: Outcome) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + outcome.requests
         for status in outcome.statuses or (outcome.status,):
-            key = "none" if status is None else f"{status // 100}xx"
+            key = outcome.klass or ("none" if status is None else f"{status // 100}xx")
             self.statuses[key] = self.statuses.get(key, 0) + 1

@@ -63,7 +63,8 @@ def _to_request(surface: HttpSurface, case: Any) -> http.RawRequest:
     )
 
 
-def _draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
+def draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
+    """Up to `count` examples of `strategy`, deterministic for `seed` (any hypothesis strategy)."""
     drawn: list[Any] = []
 
     @settings(
@@ -102,7 +103,7 @@ def schema_cases(
             for index, operation in enumerate(operations):
                 for mode in modes:
                     strategy = operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
-                    for case in _draw(strategy, per_batch, seed=rng.randrange(2**32) + index + round_):
+                    for case in draw(strategy, per_batch, seed=rng.randrange(2**32) + index + round_):
                         label = f"schema ({mode}): {operation.method.upper()} {operation.path}"
                         made += 1
                         yield surface.case("schema", label, _to_request(surface, case))

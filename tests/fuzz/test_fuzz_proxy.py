@@ -1,0 +1,62 @@
+"""The fuzz suite against a real proxy process (issue 13): the Milvus front door's REST v2 (main
+port, shared with gRPC: raw bytes and HTTP/2 prefaces too), REST v1 (second port) and gRPC
+(every MilvusService method from its descriptor), in front of a control plane, the operator and
+a querynode serving the `book` sample.
+
+CI runs a short bounded run (`VECTORLOAD_FUZZ_PROXY_REQUESTS`, default 2400 requests, at most
+`VECTORLOAD_FUZZ_SECONDS`); the full run is `VECTORLOAD_FUZZ_PROXY_REQUESTS=10000` (the README's
+figures). It fails on any 5xx, gRPC INTERNAL/UNKNOWN or Milvus "unexpected error" (seen by the
+client or counted by the proxy), any undocumented code or uncapped message, any token accepted
+that is not configured (or a configured one refused), any request left without an answer, a
+`/healthz` answer slower than 0.5 s (p99 100 ms), RSS growth over 10 % from the end of the warm-up,
+a token in the proxy's log, or a valid search that fails afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vectorload_dev.testing.fuzz import runner
+from vectorload_dev.testing.fuzz.targets.proxy import (
+    CREDENTIALS,
+    ProxyTarget,
+    proxy_stack,
+    valid_search,
+)
+from vectorload_dev.testing.proxy_harness import ProxyProcess
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+REQUESTS = int(
+    os.environ.get("VECTORLOAD_FUZZ_PROXY_REQUESTS", os.environ.get("VECTORLOAD_FUZZ_REQUESTS", "2400"))
+)
+SECONDS = float(os.environ.get("VECTORLOAD_FUZZ_SECONDS", str(max(100.0, REQUESTS * 0.03))))
+SEED = int(os.environ.get("VECTORLOAD_FUZZ_SEED", "1"))
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[ProxyProcess]:
+    with proxy_stack(tmp_path) as p:
+        yield p
+
+
+@pytest.mark.timeout(SECONDS + 300)
+def test_fuzz_proxy(proxy: ProxyProcess) -> None:
+    before = valid_search(proxy)
+    report = runner.run(ProxyTarget(proxy), requests=REQUESTS, seconds=SECONDS, seed=SEED)
+    print("\n" + report.summary())
+    failures = report.failures(runner.Bounds(healthz_p99=0.1))
+    assert report.requests >= min(REQUESTS, 1000), report.summary()
+    assert not failures, "\n".join(failures) + "\n" + report.summary()
+    assert valid_search(proxy) == before, "the proxy no longer answers a valid search as before"
+    proxy.stop()
+    logged = proxy.log_path.read_text(encoding="utf-8", errors="replace")
+    for secret in CREDENTIALS:
+        for form in (secret, base64.b64encode(secret.encode()).decode(), secret.split(":")[-1]):
+            assert form not in logged, "a token reached the proxy log"
+    assert "Traceback" not in logged, logged[logged.index("Traceback") - 500 :][:3000]
