@@ -52,6 +52,7 @@ from .errors import (
     parameter_invalid,
 )
 from .metrics import ProxyMetrics
+from .names import check_collection_name
 from .requests import FLOAT_VECTOR_PLACEHOLDER, Limits
 from .rest_types import (
     BodyError,
@@ -72,6 +73,28 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 JSON = "application/json"
 _CLIENT_ERRORS = (HttpProcessingError, RequestPayloadError, ConnectionError)
+
+# aiohttp's own server errors (malformed requests it refuses before any handler runs) go to this
+# logger: their messages quote the offending request line or header — a token among them — so
+# they are logged as one line naming the error class only
+http_log = logging.getLogger("vectorload_proxy.http")
+
+
+class RedactClientErrors(logging.Filter):
+    """aiohttp's tracebacks for malformed requests as a one-line warning without their text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _CLIENT_ERRORS) or isinstance(exc and exc.__cause__, _CLIENT_ERRORS):
+            record.msg = "refused a malformed request (%s)"
+            record.args = (type(exc).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+http_log.addFilter(RedactClientErrors())
 
 API_KEY = web.AppKey("api", MilvusApi)
 AUTH_KEY = web.AppKey("auth", Authenticator)
@@ -431,9 +454,9 @@ async def v2_entities_query(request: web.Request, raw: bytes) -> Any:
 async def v2_entities_get(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Get, _depth(request))
     api = request.app[API_KEY]
-    info = await api.catalog.get(body.collection_name) if body.collection_name else None
-    if info is None:
-        raise collection_not_found(body.collection_name)
+    # the name is checked before it becomes a storage path ("\x00" made os.stat raise, "../x"
+    # would have been read outside the storage root)
+    info = await api.catalog.get(check_collection_name(body.collection_name))
     ids = body.id if isinstance(body.id, list) else [body.id]
     if not ids:
         raise parameter_invalid("id should not be empty")
@@ -486,7 +509,9 @@ async def v2_unknown(request: web.Request) -> web.Response:
 def build_v2_app(
     api: MilvusApi, auth: Authenticator, metrics: ProxyMetrics, limits: Limits
 ) -> web.Application:
-    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[http_errors])
+    app = web.Application(
+        client_max_size=limits.max_request_bytes, middlewares=[http_errors], handler_args={"logger": http_log}
+    )
     _keys(app, api, auth, metrics, limits)
     for name, handler in V2_ROUTES.items():
         app.router.add_post(f"/v2/vectordb/{name}", v2_route(name, handler))
@@ -586,7 +611,9 @@ def build_http_app(
     limits: Limits,
     ready: Callable[[], bool],
 ) -> web.Application:
-    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[http_errors])
+    app = web.Application(
+        client_max_size=limits.max_request_bytes, middlewares=[http_errors], handler_args={"logger": http_log}
+    )
     _keys(app, api, auth, metrics, limits)
     app[READY_KEY] = ready
     app.router.add_post("/api/v1/collection/load", v1_route("collection/load", v1_load_collection))

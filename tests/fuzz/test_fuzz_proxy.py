@@ -15,20 +15,21 @@ a token in the proxy's log, or a valid search that fails afterwards.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from vectorload_dev.testing.fuzz import runner
+from vectorload_dev.testing import wait_for
+from vectorload_dev.testing.fuzz import http, runner
 from vectorload_dev.testing.fuzz.targets.proxy import (
     CREDENTIALS,
     ProxyTarget,
     proxy_stack,
     valid_search,
 )
-from vectorload_dev.testing.proxy_harness import ProxyProcess
+from vectorload_dev.testing.proxy_harness import ROOT_TOKEN, ProxyProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -39,10 +40,53 @@ SECONDS = float(os.environ.get("VECTORLOAD_FUZZ_SECONDS", str(max(100.0, REQUEST
 SEED = int(os.environ.get("VECTORLOAD_FUZZ_SEED", "1"))
 
 
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[ProxyProcess]:
-    with proxy_stack(tmp_path) as p:
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    with proxy_stack(tmp_path_factory.mktemp("fuzz-proxy")) as p:
         yield p
+
+
+def _post(
+    proxy: ProxyProcess, path: str, body: bytes, headers: list[tuple[str | bytes, str | bytes]]
+) -> http.Answer:
+    sock = http.open_socket(proxy.host, proxy.port)
+    try:
+        request = http.RawRequest.of("POST", path, [("Content-Type", "application/json"), *headers], body)
+        return http.exchange(sock, request.encode(proxy.host, keep_alive=False))
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("name", ["\\u0000", "../storage/book", "a\\u0000b", ""])  # JSON escapes
+def test_get_checks_the_collection_name_before_storage(proxy: ProxyProcess, name: str) -> None:
+    """Found by the fuzz run: `entities/get` handed the name to the storage catalog unchecked (a
+    NUL made `os.stat` raise: HTTP 500; `../x` named a path outside the storage root)."""
+    body = b'{"collectionName": "' + name.encode() + b'", "id": [1, 2]}'
+    answer = _post(proxy, "/v2/vectordb/entities/get", body, [("Authorization", f"Bearer {ROOT_TOKEN}")])
+    assert answer.status == 200, answer
+    assert json.loads(answer.body)["code"] == 1100, answer.body
+
+
+def test_malformed_requests_log_one_line_without_the_token(proxy: ProxyProcess) -> None:
+    """Found by the fuzz run: aiohttp logged a traceback for every request it could not parse,
+    quoting the offending header lines (the Authorization header among them)."""
+    marker = "Bearer root:Milvus-marker-of-this-test"
+    for bad in (("Content-Length", "abc"), ("Transfer-Encoding", "chunked")):
+        headers: list[tuple[str | bytes, str | bytes]] = [
+            ("Authorization", marker),
+            bad,
+            ("Content-Length", "5"),
+        ]
+        answer = _post(proxy, "/v2/vectordb/collections/list", b"{}{}{", headers)
+        assert answer.status == 400, answer
+    wait_for(
+        "the refusals in the proxy log",
+        lambda: proxy.log_path.read_text(errors="replace").count("refused a malformed request") >= 2,
+        timeout=10,
+    )
+    logged = proxy.log_path.read_text(errors="replace")
+    assert "root:Milvus-marker" not in logged
+    assert "Traceback" not in logged, logged[logged.index("Traceback") - 500 :][:3000]
 
 
 @pytest.mark.timeout(SECONDS + 300)
