@@ -9,7 +9,9 @@
   NBSP (or any Unicode whitespace) around it, since `str.strip()` removed it;
 - a gRPC call with two `authorization` entries was judged by the last one only;
 - `DescribeIndex` of an unknown field answered code 700, which errors.py did not document, with
-  the field name echoed uncut (a 190 KB name gave a 190 KB message).
+  the field name echoed uncut (a 190 KB name gave a 190 KB message);
+- search `params` nested deeper than the JSON parser's stack (`[[[[...`) raised RecursionError:
+  "unexpected error" 65535 instead of 1100.
 """
 
 from __future__ import annotations
@@ -24,11 +26,21 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
 
+from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload_dev.testing import free_port, run_slot
-from vectorload_proxy import errors
+from vectorload_proxy import errors, requests
 from vectorload_proxy.auth import Authenticator, AuthError
 from vectorload_proxy.grpc_service import NOT_IMPLEMENTED, AuthInterceptor, MilvusService, RequestGuard
 from vectorload_proxy.metrics import ProxyMetrics
+from vectorload_proxy.requests import Limits
+
+SCHEMA = CollectionSchema(
+    name="book",
+    fields=(
+        FieldSchema("book_id", "int64", is_primary=True),
+        FieldSchema("intro", "float_vector", dim=4, metric="l2"),
+    ),
+)
 
 GOOD = base64.b64encode(b"root:Milvus").decode()  # cm9vdDpNaWx2dXM=
 STRAY = GOOD[:-2] + "N="  # the same bytes, not canonical
@@ -78,6 +90,26 @@ def test_index_not_found_is_documented_and_capped() -> None:
     error = errors.index_not_found("x" * 200_000)
     assert error.code == errors.INDEX_NOT_FOUND == 700
     assert len(error.message) < 300
+
+
+@pytest.mark.parametrize("params", ["[" * 100_000 + "]" * 100_000, '{"a":' * 10_000 + "1" + "}" * 10_000])
+def test_search_params_nested_too_deep_are_1100(params: str) -> None:
+    with pytest.raises(errors.MilvusError) as caught:
+        requests.search_args(
+            "book",
+            [],
+            "",
+            b"",
+            [],
+            {"topk": "5", "params": params},
+            0,
+            SCHEMA,
+            ("book_id", "intro"),
+            Limits(),
+        )
+    assert caught.value.code == errors.PARAMETER_INVALID
+    assert "search params must be a JSON object" in caught.value.message
+    assert len(caught.value.message) < 400
 
 
 class _Api:

@@ -118,9 +118,14 @@ def _code(number: int | None) -> grpc.StatusCode | None:
 class GrpcSession:
     """One channel (one HTTP/2 connection) per worker."""
 
-    def __init__(self, host: str, port: int, service: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, service: gd.ServiceDescriptor, timeout: float) -> None:
         http.check_loopback(host)
-        self.service = service
+        self.service = service.full_name
+        self.streaming = {
+            m.name: (m.client_streaming, m.server_streaming)
+            for m in service.methods
+            if m.client_streaming or m.server_streaming
+        }
         self.timeout = timeout
         self.channel = grpc.insecure_channel(
             f"{host}:{port}",
@@ -137,7 +142,37 @@ class GrpcSession:
         return stub
 
     def call(self, method: str, payload: bytes, metadata: Metadata) -> Outcome:
-        return self.result(self.future(method, payload, metadata))
+        kind = self.streaming.get(method)
+        if kind is None:
+            return self.result(self.future(method, payload, metadata))
+        return self._stream(method, payload, metadata, *kind)
+
+    def _stream(
+        self, method: str, payload: bytes, metadata: Metadata, client_streaming: bool, server_streaming: bool
+    ) -> Outcome:
+        """A streaming method: the payload as the one request message, every answer read."""
+        path = f"/{self.service}/{method}"
+        plain = {"request_serializer": None, "response_deserializer": None}
+        try:
+            if client_streaming and server_streaming:
+                answers = list(
+                    self.channel.stream_stream(path, **plain)(
+                        iter([payload]), metadata=metadata, timeout=self.timeout
+                    )
+                )
+            elif server_streaming:
+                answers = list(
+                    self.channel.unary_stream(path, **plain)(payload, metadata=metadata, timeout=self.timeout)
+                )
+            else:
+                answers = [
+                    self.channel.stream_unary(path, **plain)(
+                        iter([payload]), metadata=metadata, timeout=self.timeout
+                    )
+                ]
+            return Outcome(0, b"".join(bytes(a) for a in answers[:1]), klass="grpc OK")
+        except grpc.RpcError as exc:
+            return self._failed(exc)
 
     def future(self, method: str, payload: bytes, metadata: Metadata) -> Any:
         return self._stub(method).future(payload, metadata=metadata, timeout=self.timeout)
@@ -147,13 +182,16 @@ class GrpcSession:
             body = future.result()
             return Outcome(0, bytes(body), klass="grpc OK")
         except grpc.RpcError as exc:
-            code = exc.code()
-            details = str(exc.details() or "")
-            if code == grpc.StatusCode.INTERNAL and details == CLIENT_REFUSED:
-                return Outcome(None, error="not sent: the client refused the metadata", klass="not sent")
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return Outcome(None, error=f"no answer in {self.timeout} s", klass="grpc none")
-            return Outcome(code.value[0], error=details[:2000], klass=f"grpc {code.name}")
+            return self._failed(exc)
+
+    def _failed(self, exc: grpc.RpcError) -> Outcome:
+        code = exc.code()  # type: ignore[attr-defined]
+        details = str(exc.details() or "")  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.INTERNAL and details == CLIENT_REFUSED:
+            return Outcome(None, error="not sent: the client refused the metadata", klass="not sent")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return Outcome(None, error=f"no answer in {self.timeout} s", klass="grpc none")
+        return Outcome(code.value[0], error=details[:2000], klass=f"grpc {code.name}")
 
     def close(self) -> None:
         self.channel.close()
@@ -198,6 +236,11 @@ class GrpcSurface:
 
     @property
     def methods(self) -> list[gd.MethodDescriptor]:
+        """Every method of the service, streaming ones too (each sends one request message)."""
+        return list(self.service.methods)
+
+    @property
+    def unary_methods(self) -> list[gd.MethodDescriptor]:
         return [m for m in self.service.methods if not m.client_streaming and not m.server_streaming]
 
     def auth(self, token: str | None = None) -> Metadata:
@@ -226,7 +269,7 @@ class GrpcSurface:
         return iter(chosen)
 
     def session(self) -> GrpcSession:
-        return GrpcSession(self.host, self.port, self.service.full_name, self.timeout)
+        return GrpcSession(self.host, self.port, self.service, self.timeout)
 
     def close(self, session: Any) -> None:
         session.close()
@@ -557,7 +600,7 @@ def tokens(rng: random.Random, s: GrpcSurface) -> Iterator[Case]:
 
 def bursts(rng: random.Random, s: GrpcSurface) -> Iterator[Case]:
     """Many calls at once on one connection: valid examples, generated messages, wrong tokens."""
-    methods = s.methods
+    methods = s.unary_methods
     with_examples = [m for m in s.examples if s.examples[m]]
     while True:
         size = rng.choice([16, 32, 64])

@@ -85,10 +85,15 @@ def draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
 
 
 def schema_cases(
-    document: Path, modes: tuple[str, ...] = ("positive", "negative")
+    document: Path | dict[str, Any], modes: tuple[str, ...] = ("positive", "negative")
 ) -> Callable[..., Iterator[Case]]:
-    """A case maker (`CaseClass.make`) drawing from every operation of `document` in turn."""
-    schema = schemathesis.openapi.from_path(str(document))
+    """A case maker (`CaseClass.make`) drawing from every operation of `document` (a file, or an
+    OpenAPI document as plain values) in turn."""
+    schema = (
+        schemathesis.openapi.from_dict(document)
+        if isinstance(document, dict)
+        else schemathesis.openapi.from_path(str(document))
+    )
     operations = []
     for result in schema.get_all_operations():
         if isinstance(result, Err):

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 from google.protobuf import message as gm
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
@@ -44,10 +45,11 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from vectorload_dev.testing.fuzz import filters, grpc_surface, hostile, http, protowire
 from vectorload_dev.testing.fuzz.grpc_surface import GrpcClass, GrpcSurface
 from vectorload_dev.testing.fuzz.model import Auth, Case, Surface
+from vectorload_dev.testing.fuzz.schema import schema_cases
 from vectorload_dev.testing.fuzz.surface import CaseClass, HttpSurface, Operation, carried_token
 from vectorload_dev.testing.fuzz.targets.querynode import COVER_DIM, INTRO_DIM, PARTITIONS, SAMPLE_FIELDS
 from vectorload_dev.testing.proxy_harness import API_KEY, ROOT_TOKEN, ProxyProcess
-from vectorload_proxy import errors
+from vectorload_proxy import errors, rest_types
 from vectorload_proxy.grpc_service import IMPLEMENTED, SERVICE
 from vectorload_proxy.rest import V2_ROUTES
 
@@ -133,10 +135,70 @@ V2_EXAMPLES: dict[str, dict[str, Any]] = {
 FILTER_KEYS = {"entities/search": "filter", "entities/query": "filter"}
 
 
+# the msgspec type each REST v2 route decodes its body into (the proxy's own, rest_types.py)
+V2_BODIES: dict[str, type[Any]] = {
+    "collections/list": rest_types.V2List,
+    "collections/has": rest_types.V2Collection,
+    "collections/describe": rest_types.V2Collection,
+    "collections/get_stats": rest_types.V2Collection,
+    "collections/load": rest_types.V2Collection,
+    "collections/refresh_load": rest_types.V2Collection,
+    "collections/release": rest_types.V2Collection,
+    "collections/get_load_state": rest_types.V2Collection,
+    "partitions/list": rest_types.V2Collection,
+    "partitions/has": rest_types.V2Partition,
+    "partitions/get_stats": rest_types.V2Partition,
+    "partitions/load": rest_types.V2Partitions,
+    "partitions/release": rest_types.V2Partitions,
+    "databases/list": rest_types.V2List,
+    "databases/describe": rest_types.V2Database,
+    "entities/search": rest_types.V2Search,
+    "entities/query": rest_types.V2Query,
+    "entities/get": rest_types.V2Get,
+}
+V1_BODIES: dict[tuple[str, str], type[Any]] = {
+    ("post", "/api/v1/collection/load"): rest_types.V1Collection,
+    ("delete", "/api/v1/collection/load"): rest_types.V1Collection,
+    ("post", "/api/v1/partitions/load"): rest_types.V1Partitions,
+    ("delete", "/api/v1/partitions/load"): rest_types.V1Partitions,
+}
+REF = "#/components/schemas/{name}"
+
+
+def rest_openapi(v1: bool = False) -> dict[str, Any]:
+    """An OpenAPI 3.1 description of the proxy's REST v2 (or v1) requests, as plain values: the
+    routes and the JSON Schemas of the msgspec body types the proxy decodes (`rest_types`), so
+    schemathesis draws bodies of exactly those types, and bodies that break them."""
+    routes: dict[tuple[str, str], type[Any]] = (
+        V1_BODIES if v1 else {("post", f"/v2/vectordb/{name}"): type_ for name, type_ in V2_BODIES.items()}
+    )
+    _, schemas = msgspec.json.schema_components(
+        sorted(set(routes.values()), key=lambda t: t.__name__), ref_template=REF
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), type_ in routes.items():
+        ref = {"$ref": REF.format(name=type_.__name__)}
+        paths.setdefault(path, {})[method] = {
+            "operationId": f"{method}_{path.strip('/').replace('/', '_')}",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+            "responses": {"200": {"description": "OK, or a Milvus error with its code"}},
+            "security": [{"token": []}],
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"vectorload proxy REST {'v1' if v1 else 'v2'}", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
 def v2_operations() -> tuple[Operation, ...]:
-    missing = set(V2_ROUTES) - set(V2_EXAMPLES)
-    if missing:  # a route added to the proxy needs an example here (the fuzz test says so)
-        raise ValueError(f"REST v2 routes without a fuzz example: {sorted(missing)}")
+    missing = set(V2_ROUTES) - (set(V2_EXAMPLES) & set(V2_BODIES))
+    if missing:  # a route added to the proxy needs an example and its body type here
+        raise ValueError(f"REST v2 routes without a fuzz example or body type: {sorted(missing)}")
     return tuple(
         Operation(
             "post",
@@ -579,7 +641,11 @@ class ProxyTarget:
             port=p.port,
             operations=v2_operations(),
             tokens=self._tokens(),
-            classes=(*classes, CaseClass("raw_bytes", 1.5, hostile.raw_bytes)),
+            classes=(
+                *classes,
+                CaseClass("schema", 12, schema_cases(rest_openapi())),
+                CaseClass("raw_bytes", 1.5, hostile.raw_bytes),
+            ),
             check_answer=check_v2,
             secrets=CREDENTIALS,
             carried=carried_rest_token,
@@ -591,7 +657,7 @@ class ProxyTarget:
             port=p.http_port,
             operations=v1_operations(),
             tokens=self._tokens(),
-            classes=classes,
+            classes=(*classes, CaseClass("schema", 8, schema_cases(rest_openapi(v1=True)))),
             check_answer=check_v1,
             secrets=CREDENTIALS,
             carried=carried_rest_token,
