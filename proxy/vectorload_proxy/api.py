@@ -39,6 +39,7 @@ from .errors import (
     MilvusError,
     collection_not_found,
     collection_not_loaded,
+    echo,
     index_not_found,
     parameter_invalid,
     partition_not_found,
@@ -296,8 +297,8 @@ class MilvusApi:
     def _check_fields(self, info: CollectionInfo, spec: LoadSpec) -> None:
         try:
             select_fields(info.schema, spec.load_fields or None, spec.skip_dynamic)
-        except LoadFieldsError as exc:
-            raise parameter_invalid(exc.message) from None
+        except LoadFieldsError as exc:  # it names every unknown field: cut, as every echo of input
+            raise parameter_invalid(echo(exc.message, 500)) from None
 
     def _check_partitions(self, info: CollectionInfo, partitions: Sequence[str]) -> None:
         for name in partitions:

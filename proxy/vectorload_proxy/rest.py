@@ -17,6 +17,7 @@ mid-request is not an error answer. Tokens in headers are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ import numpy as np
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
 from pymilvus.grpc_gen import common_pb2
 
 from vectorload.storage.api import DYNAMIC_FIELD
@@ -594,6 +595,18 @@ async def v1_release_partitions(request: web.Request, raw: bytes) -> None:
     await request.app[API_KEY].release_partitions(body.db_name, body.collection_name, body.partition_names)
 
 
+async def metrics_page(request: web.Request) -> web.Response:
+    """The Prometheus exposition, rendered in a worker thread: rendering every series (a latency
+    histogram per method) takes milliseconds of CPU, and bursts of unauthenticated /metrics on
+    the event loop held /healthz behind them (found by tests/fuzz). The format follows the
+    Accept header, compressed when the scraper accepts it."""
+    encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
+    body = await asyncio.to_thread(encoder, request.app[METRICS_KEY].registry)
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()
+    return response
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -620,7 +633,7 @@ def build_http_app(
     app.router.add_delete("/api/v1/collection/load", v1_route("collection/release", v1_release_collection))
     app.router.add_post("/api/v1/partitions/load", v1_route("partitions/load", v1_load_partitions))
     app.router.add_delete("/api/v1/partitions/load", v1_route("partitions/release", v1_release_partitions))
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/health", healthz)

@@ -19,7 +19,9 @@ import json
 import os
 from collections.abc import Iterator
 
+import grpc
 import pytest
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vectorload_dev.testing import wait_for
 from vectorload_dev.testing.fuzz import http, runner
@@ -87,6 +89,39 @@ def test_malformed_requests_log_one_line_without_the_token(proxy: ProxyProcess) 
     logged = proxy.log_path.read_text(errors="replace")
     assert "root:Milvus-marker" not in logged
     assert "Traceback" not in logged, logged[logged.index("Traceback") - 500 :][:3000]
+
+
+def test_load_fields_errors_are_capped(proxy: ProxyProcess) -> None:
+    """Found by the fuzz run: a LoadCollection naming 20,000 unknown load_fields answered a
+    message naming every one of them (26,696 characters)."""
+    request = milvus_pb2.LoadCollectionRequest(
+        collection_name="book", load_fields=[f"f{i}" for i in range(20_000)]
+    )
+    with grpc.insecure_channel(f"{proxy.host}:{proxy.port}") as channel:
+        answer = channel.unary_unary(
+            "/milvus.proto.milvus.MilvusService/LoadCollection",
+            request_serializer=milvus_pb2.LoadCollectionRequest.SerializeToString,
+            response_deserializer=common_pb2.Status.FromString,
+        )(request, metadata=(("authorization", base64.b64encode(ROOT_TOKEN.encode()).decode()),), timeout=30)
+    assert answer.code == 1100, answer
+    assert "f0" in answer.reason and len(answer.reason) < 1000, len(answer.reason)
+
+
+def test_metrics_still_render(proxy: ProxyProcess) -> None:
+    """/metrics is rendered off the event loop (bursts of it held /healthz): it still answers the
+    exposition, in OpenMetrics when asked."""
+    status, body, _ = http.get(proxy.host, proxy.http_port, "/metrics", 10)
+    assert status == 200 and b"vectorload_proxy_requests_total" in body
+    sock = http.open_socket(proxy.host, proxy.http_port)
+    try:
+        request = http.RawRequest.of(
+            "GET", "/metrics", [("Accept", "application/openmetrics-text; version=1.0.0")]
+        )
+        answer = http.exchange(sock, request.encode(proxy.host, keep_alive=False), b"GET")
+    finally:
+        sock.close()
+    assert answer.status == 200 and answer.content_type.startswith("application/openmetrics-text")
+    assert answer.body.rstrip().endswith(b"# EOF")
 
 
 @pytest.mark.timeout(SECONDS + 300)

@@ -80,7 +80,8 @@ class GrpcCase:
     expect_answer: bool = True
 
     def run(self, session: Any) -> Outcome:
-        return session.call(self.method, self.payload, self.metadata)
+        outcome: Outcome = session.call(self.method, self.payload, self.metadata)
+        return outcome
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,8 @@ class GrpcSession:
             return self._failed(exc)
 
     def _failed(self, exc: grpc.RpcError) -> Outcome:
-        code = exc.code()  # type: ignore[attr-defined]
-        details = str(exc.details() or "")  # type: ignore[attr-defined]
+        code = exc.code()
+        details = str(exc.details() or "")
         if code == grpc.StatusCode.INTERNAL and details == CLIENT_REFUSED:
             return Outcome(None, error="not sent: the client refused the metadata", klass="not sent")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from google.protobuf import descriptor as gd
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import FieldDescriptor as FD
 from hypothesis import strategies as st
 
-FD = gd.FieldDescriptor
 Bytes = st.SearchStrategy[bytes]
 
 MAX_DEPTH = 3  # nested messages below this are empty (or garbage, beyond)
@@ -195,7 +195,7 @@ def _cut(data: bytes, at: int) -> bytes:
 
 
 @cache
-def message_strategy(descriptor: gd.Descriptor, depth: int = 0, beyond: bool = False) -> Bytes:
+def message_strategy(descriptor: Descriptor, depth: int = 0, beyond: bool = False) -> Bytes:
     """A serialized message of `descriptor`'s type: any subset of its fields (below `MAX_DEPTH`),
     in any order; beyond its types, also unknown field numbers and a message cut short."""
     if depth >= MAX_DEPTH:
