@@ -9,7 +9,9 @@ blank lines and `#` comments are ignored. It is re-read when it changes (a Secre
 updated in place), checked at most once a second; a file that cannot be read keeps the last good
 credentials (and is logged). Every comparison is constant-time (`hmac.compare_digest` over
 SHA-256 digests, so neither the length nor the position of a mismatch shows) and goes over every
-entry. Tokens and passwords are never logged — only the user name of a failed password check.
+entry. Tokens and passwords are never logged — only the user name of a failed password check,
+and only when it is a configured user's (a client that sends an API key followed by a colon would
+otherwise put the key in the log).
 """
 
 from __future__ import annotations
@@ -40,17 +42,21 @@ HTTP_WHITESPACE_TEXT = " \t"
 class Credentials:
     passwords: tuple[bytes, ...]  # sha256 of "user:password"
     api_keys: tuple[bytes, ...]  # sha256 of the key
+    users: frozenset[str] = frozenset()  # the user names (a failed check logs only these)
 
     @classmethod
     def parse(cls, text: str) -> Credentials:
         passwords: list[bytes] = []
         keys: list[bytes] = []
+        users: set[str] = set()
         for line in text.splitlines():
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
             (passwords if ":" in entry else keys).append(_digest(entry))
-        return cls(tuple(passwords), tuple(keys))
+            if ":" in entry:
+                users.add(entry.split(":", 1)[0])
+        return cls(tuple(passwords), tuple(keys), frozenset(users))
 
     @property
     def empty(self) -> bool:
@@ -150,7 +156,10 @@ class Authenticator:
             user = token.split(":", 1)[0]
             if _matches(_digest(token), creds.passwords):
                 return user
-            log.warning("authentication failed for user %s", echo(user, 64))
+            if user in creds.users:
+                log.warning("authentication failed for user %s", echo(user, 64))
+            else:  # what stands before the colon may be anything, a secret too (an API key + ":")
+                log.warning("authentication failed for a user name the credentials file does not hold")
             raise AuthError(AUTH_BAD_PASSWORD)
         if _matches(_digest(token), creds.api_keys):
             return "api-key"

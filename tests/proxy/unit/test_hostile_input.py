@@ -11,12 +11,15 @@
 - `DescribeIndex` of an unknown field answered code 700, which errors.py did not document, with
   the field name echoed uncut (a 190 KB name gave a 190 KB message);
 - search `params` nested deeper than the JSON parser's stack (`[[[[...`) raised RecursionError:
-  "unexpected error" 65535 instead of 1100.
+  "unexpected error" 65535 instead of 1100;
+- a failed password check logged the user name, whatever it was: `Bearer <API key>:x` put the API
+  key in the log.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,17 @@ def test_another_users_password_is_refused(auth: Authenticator) -> None:
     for token in ("root:Wonderland", "alice:Milvus", "secret-key:Milvus", "root:", ":Milvus"):
         with pytest.raises(AuthError):
             auth.check_http(f"Bearer {token}")
+
+
+def test_a_failed_check_logs_only_configured_user_names(
+    auth: Authenticator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vectorload_proxy.auth")
+    for token in ("secret-key:x", "secret-key:", "alice:wrong"):
+        with pytest.raises(AuthError):
+            auth.check_http(f"Bearer {token}")
+    assert "secret-key" not in caplog.text
+    assert "authentication failed for user alice" in caplog.text
 
 
 def test_index_not_found_is_documented_and_capped() -> None:
