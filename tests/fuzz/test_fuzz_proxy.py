@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import grpc
@@ -32,6 +33,8 @@ from vectorload_dev.testing.fuzz.targets.proxy import (
     valid_search,
 )
 from vectorload_dev.testing.proxy_harness import ROOT_TOKEN, ProxyProcess
+from vectorload_proxy.grpc_service import SERVICE
+from vectorload_proxy.rest import V2_ROUTES
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -40,6 +43,21 @@ REQUESTS = int(
 )
 SECONDS = float(os.environ.get("VECTORLOAD_FUZZ_SECONDS", str(max(100.0, REQUESTS * 0.03))))
 SEED = int(os.environ.get("VECTORLOAD_FUZZ_SEED", "1"))
+
+
+# what the `method` label of the proxy's metrics may hold: the service's methods, the REST
+# endpoints, "unknown" — a label per name a client sends would grow memory without bound
+KNOWN_METHODS = (
+    {m.name for m in SERVICE.methods}
+    | set(V2_ROUTES)
+    | {"collection/load", "collection/release", "partitions/load", "partitions/release", "unknown"}
+)
+
+
+def metric_methods(proxy: ProxyProcess) -> set[str]:
+    status, body, _ = http.get(proxy.host, proxy.http_port, "/metrics", 10)
+    assert status == 200
+    return set(re.findall(r'method="([^"]*)"', body.decode()))
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +151,10 @@ def test_fuzz_proxy(proxy: ProxyProcess) -> None:
     assert report.requests >= min(REQUESTS, 1000), report.summary()
     assert not failures, "\n".join(failures) + "\n" + report.summary()
     assert valid_search(proxy) == before, "the proxy no longer answers a valid search as before"
+    labels = metric_methods(proxy)
+    assert labels <= KNOWN_METHODS, (
+        f"metric labels from input (memory per name): {sorted(labels - KNOWN_METHODS)[:5]}"
+    )
     proxy.stop()
     logged = proxy.log_path.read_text(encoding="utf-8", errors="replace")
     for secret in CREDENTIALS:

@@ -13,7 +13,8 @@
 - search `params` nested deeper than the JSON parser's stack (`[[[[...`) raised RecursionError:
   "unexpected error" 65535 instead of 1100;
 - a failed password check logged the user name, whatever it was: `Bearer <API key>:x` put the API
-  key in the log.
+  key in the log;
+- the method name of an unauthenticated call became a metric label (a series per name sent).
 """
 
 from __future__ import annotations
@@ -134,8 +135,12 @@ class _Api:
 
 
 @pytest.fixture
-async def channel(auth: Authenticator) -> AsyncIterator[grpc.aio.Channel]:
-    metrics = ProxyMetrics(CollectorRegistry())
+def metrics() -> ProxyMetrics:
+    return ProxyMetrics(CollectorRegistry())
+
+
+@pytest.fixture
+async def channel(auth: Authenticator, metrics: ProxyMetrics) -> AsyncIterator[grpc.aio.Channel]:
     server = grpc.aio.server(interceptors=[AuthInterceptor(auth, metrics), RequestGuard(metrics)])
     api: Any = _Api()
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusService(api, metrics), server)
@@ -196,3 +201,22 @@ async def test_two_authorization_entries_are_refused(channel: grpc.aio.Channel) 
     assert (await _call(channel, "GetVersion", b"", (("authorization", STRAY),)))[
         0
     ] == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_unknown_method_names_are_not_metric_labels(
+    channel: grpc.aio.Channel, metrics: ProxyMetrics
+) -> None:
+    """Found by the fuzz run: an unauthenticated call's method name, which the client chooses,
+    became a metric label: a series (memory) per name sent."""
+    wrong = (("authorization", base64.b64encode(b"root:wrong").decode()),)
+    for name in ("Nope1", "Nope2", "GetVersionX"):
+        assert (await _call(channel, name, b"", wrong))[0] == grpc.StatusCode.UNAUTHENTICATED
+        assert (await _call(channel, name, b""))[0] == grpc.StatusCode.UNIMPLEMENTED
+    assert (await _call(channel, "GetVersion", b"", wrong))[0] == grpc.StatusCode.UNAUTHENTICATED
+    methods = {
+        sample.labels["method"]
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if "method" in sample.labels
+    }
+    assert methods == {"unknown", "GetVersion"}, methods

@@ -299,6 +299,16 @@ class GrpcSurface:
             findings.append(Finding("no answer", case.label, f"{_describe(calls)}\n-> {detail}"))
         if isinstance(case, GrpcCase) and outcome.status is not None and not outcome.statuses:
             findings += self._judge_one(case, outcome, detail)
+        if isinstance(case, UnknownMethodCase) and outcome.status is not None:
+            wanted = (
+                grpc.StatusCode.UNIMPLEMENTED
+                if carried_grpc_token(case.metadata) in self.credentials
+                else grpc.StatusCode.UNAUTHENTICATED
+            )
+            if _code(outcome.status) not in (wanted, grpc.StatusCode.UNIMPLEMENTED):
+                findings.append(
+                    Finding("unknown method answered", case.label, f"{case.method[:80]} -> {detail}")
+                )
         return findings
 
     def _judge_one(self, case: GrpcCase, outcome: Outcome, detail: str) -> list[Finding]:
@@ -647,6 +657,41 @@ def garbage(rng: random.Random, s: GrpcSurface) -> Iterator[Case]:
         yield s.case("grpc_garbage", "grpc_garbage: random bytes", rng.choice(methods).name, payload)
 
 
+def unknown_methods(rng: random.Random, s: GrpcSurface) -> Iterator[Case]:
+    """Method names the service does not have (a client chooses the path): each must be
+    UNIMPLEMENTED, or UNAUTHENTICATED without a token, and none may cost the server memory
+    (a metric label per name would)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_."
+    names = [m.name for m in s.methods]
+    while True:
+        how = rng.randrange(4)
+        if how == 0:
+            name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        elif how == 1:
+            name = rng.choice(names) + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        elif how == 2:
+            name = rng.choice(names).lower()
+        else:
+            name = "x" * rng.choice([200, 2000])
+        metadata = s.auth() if rng.random() < 0.5 else (("authorization", "d3Jvbmc="),)
+        yield UnknownMethodCase(
+            "grpc_unknown_methods", "grpc_unknown_methods: a method the service lacks", name, metadata
+        )
+
+
+@dataclass(frozen=True)
+class UnknownMethodCase:
+    kind: str
+    label: str
+    method: str
+    metadata: Metadata
+    expect_answer: bool = True
+
+    def run(self, session: Any) -> Outcome:
+        outcome: Outcome = session.call(self.method, b"", self.metadata)
+        return outcome
+
+
 CLASSES: tuple[GrpcClass, ...] = (
     GrpcClass("grpc_valid", 6, valid),
     GrpcClass("grpc_schema", 14, schema),
@@ -654,6 +699,7 @@ CLASSES: tuple[GrpcClass, ...] = (
     GrpcClass("grpc_garbage", 3, garbage),
     GrpcClass("grpc_tokens", 8, tokens),
     GrpcClass("grpc_bursts", 0.4, bursts),
+    GrpcClass("grpc_unknown_methods", 3, unknown_methods),
 )
 
 
