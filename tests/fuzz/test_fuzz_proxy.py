@@ -3,7 +3,7 @@ port, shared with gRPC: raw bytes and HTTP/2 prefaces too), REST v1 (second port
 (every MilvusService method from its descriptor), in front of a control plane, the operator and
 a querynode serving the `book` sample.
 
-CI runs a short bounded run (`VECTORLOAD_FUZZ_PROXY_REQUESTS`, default 2400 requests, at most
+CI runs a short bounded run (`VECTORLOAD_FUZZ_PROXY_REQUESTS`, default 3000 planned cases, at most
 `VECTORLOAD_FUZZ_SECONDS`); the full run is `VECTORLOAD_FUZZ_PROXY_REQUESTS=10000` (the README's
 figures). It fails on any 5xx, gRPC INTERNAL/UNKNOWN or Milvus "unexpected error" (seen by the
 client or counted by the proxy), any undocumented code or uncapped message, any token accepted
@@ -39,7 +39,7 @@ from vectorload_proxy.rest import V2_ROUTES
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REQUESTS = int(
-    os.environ.get("VECTORLOAD_FUZZ_PROXY_REQUESTS", os.environ.get("VECTORLOAD_FUZZ_REQUESTS", "2400"))
+    os.environ.get("VECTORLOAD_FUZZ_PROXY_REQUESTS", os.environ.get("VECTORLOAD_FUZZ_REQUESTS", "3000"))
 )
 SECONDS = float(os.environ.get("VECTORLOAD_FUZZ_SECONDS", str(max(100.0, REQUESTS * 0.03))))
 SEED = int(os.environ.get("VECTORLOAD_FUZZ_SEED", "1"))

@@ -394,17 +394,19 @@ def valid(rng: random.Random, s: GrpcSurface) -> Iterator[Case]:
 
 def schema(rng: random.Random, s: GrpcSurface) -> Iterator[Case]:
     """Messages generated from every method's request descriptor, within and beyond the field
-    types, every method in turn (implemented or not)."""
-    methods = s.methods
-    per_batch = 8
+    types: first one of each for every method (implemented or not), so that a short run covers
+    the whole service, then batches of each in a shuffled order."""
+    methods = list(s.methods)
     round_ = 0
     while True:
+        per_batch = 1 if round_ == 0 else 4
         for index, method in enumerate(methods):
             for beyond in (False, True):
                 strategy = protowire.message_strategy(method.input_type, 0, beyond)
                 label = f"grpc_schema ({'beyond' if beyond else 'within'}): {method.name}"
                 for payload in draw(strategy, per_batch, rng.randrange(2**32) + index + round_):
                     yield s.case("grpc_schema", label, method.name, payload)
+        rng.shuffle(methods)
         round_ += 1
 
 
@@ -694,7 +696,7 @@ class UnknownMethodCase:
 
 CLASSES: tuple[GrpcClass, ...] = (
     GrpcClass("grpc_valid", 6, valid),
-    GrpcClass("grpc_schema", 14, schema),
+    GrpcClass("grpc_schema", 16, schema),
     GrpcClass("grpc_mutations", 12, mutations),
     GrpcClass("grpc_garbage", 3, garbage),
     GrpcClass("grpc_tokens", 8, tokens),
