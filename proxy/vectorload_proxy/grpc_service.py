@@ -493,18 +493,22 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if guarded is not None:
             return guarded
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
-        guarded = self._guard(handler, method.rsplit("/", 1)[-1])
+        name = method.rsplit("/", 1)[-1]
+        if name in NOT_IMPLEMENTED:
+            # its answer does not depend on the request: the bytes are not parsed (unary or
+            # streaming alike; DumpMessages' garbage was UNKNOWN too)
+            guarded = handler._replace(request_deserializer=None)
+        elif handler.unary_unary is not None:
+            guarded = self._guard(handler, name)
+        else:  # an implemented streaming method (none yet) parses as grpc.aio does
+            return handler
         self._handlers[method] = guarded
         return guarded
 
     def _guard(self, handler: Any, name: str) -> Any:
         inner = handler.unary_unary
-        if name in NOT_IMPLEMENTED:  # its answer does not depend on the request: do not parse it
-            return grpc.unary_unary_rpc_method_handler(
-                inner, request_deserializer=None, response_serializer=handler.response_serializer
-            )
         parse = handler.request_deserializer
         type_name = SERVICE.methods_by_name[name].input_type.name if name in SERVICE.methods_by_name else name
         metrics = self.metrics

@@ -193,6 +193,18 @@ async def test_unimplemented_methods_stay_unimplemented_whatever_their_bytes(
         assert (await _call(channel, method, payload))[0] == grpc.StatusCode.UNIMPLEMENTED
 
 
+async def test_unimplemented_streaming_methods_stay_unimplemented(channel: grpc.aio.Channel) -> None:
+    """Found by the fuzz run: the guard covered unary methods only; garbage sent to DumpMessages
+    (server streaming) was UNKNOWN."""
+    path = "/milvus.proto.milvus.MilvusService/DumpMessages"
+    stream = channel.unary_stream(path, request_serializer=None, response_deserializer=None)
+    for payload in (b"", CORRUPT, b"\xf6\x8a\x8biz\r"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stream(payload, metadata=(("authorization", GOOD),), timeout=10):
+                pass
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 async def test_two_authorization_entries_are_refused(channel: grpc.aio.Channel) -> None:
     wrong = base64.b64encode(b"root:wrong").decode()
     for metadata in ((("authorization", wrong), ("authorization", GOOD)), (("authorization", GOOD),) * 2):
