@@ -39,6 +39,8 @@ from .errors import (
     MilvusError,
     collection_not_found,
     collection_not_loaded,
+    echo,
+    index_not_found,
     parameter_invalid,
     partition_not_found,
     partition_not_loaded,
@@ -278,7 +280,7 @@ class MilvusApi:
                 params["efConstruction"] = str(built["ef_construction"])
             out.append(IndexRow(f.name, f.name, stable_id(collection, "index", f.name), params, info.rows))
         if field_name and not out:
-            raise MilvusError(700, f"index not found[indexName={field_name}]")
+            raise index_not_found(field_name)
         return out
 
     # ---------------------------------------------------------------------- lifecycle
@@ -295,8 +297,8 @@ class MilvusApi:
     def _check_fields(self, info: CollectionInfo, spec: LoadSpec) -> None:
         try:
             select_fields(info.schema, spec.load_fields or None, spec.skip_dynamic)
-        except LoadFieldsError as exc:
-            raise parameter_invalid(exc.message) from None
+        except LoadFieldsError as exc:  # it names every unknown field: cut, as every echo of input
+            raise parameter_invalid(echo(exc.message, 500)) from None
 
     def _check_partitions(self, info: CollectionInfo, partitions: Sequence[str]) -> None:
         for name in partitions:

@@ -9,7 +9,9 @@ blank lines and `#` comments are ignored. It is re-read when it changes (a Secre
 updated in place), checked at most once a second; a file that cannot be read keeps the last good
 credentials (and is logged). Every comparison is constant-time (`hmac.compare_digest` over
 SHA-256 digests, so neither the length nor the position of a mismatch shows) and goes over every
-entry. Tokens and passwords are never logged — only the user name of a failed password check.
+entry. Tokens and passwords are never logged — only the user name of a failed password check,
+and only when it is a configured user's (a client that sends an API key followed by a colon would
+otherwise put the key in the log).
 """
 
 from __future__ import annotations
@@ -32,23 +34,29 @@ log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
 MAX_TOKEN_CHARS = 8192
+HTTP_WHITESPACE = b" \t"  # what HTTP (and gRPC metadata) allows around a value
+HTTP_WHITESPACE_TEXT = " \t"
 
 
 @dataclass(frozen=True)
 class Credentials:
     passwords: tuple[bytes, ...]  # sha256 of "user:password"
     api_keys: tuple[bytes, ...]  # sha256 of the key
+    users: frozenset[str] = frozenset()  # the user names (a failed check logs only these)
 
     @classmethod
     def parse(cls, text: str) -> Credentials:
         passwords: list[bytes] = []
         keys: list[bytes] = []
+        users: set[str] = set()
         for line in text.splitlines():
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
             (passwords if ":" in entry else keys).append(_digest(entry))
-        return cls(tuple(passwords), tuple(keys))
+            if ":" in entry:
+                users.add(entry.split(":", 1)[0])
+        return cls(tuple(passwords), tuple(keys), frozenset(users))
 
     @property
     def empty(self) -> bool:
@@ -148,7 +156,10 @@ class Authenticator:
             user = token.split(":", 1)[0]
             if _matches(_digest(token), creds.passwords):
                 return user
-            log.warning("authentication failed for user %s", echo(user, 64))
+            if user in creds.users:
+                log.warning("authentication failed for user %s", echo(user, 64))
+            else:  # what stands before the colon may be anything, a secret too (an API key + ":")
+                log.warning("authentication failed for a user name the credentials file does not hold")
             raise AuthError(AUTH_BAD_PASSWORD)
         if _matches(_digest(token), creds.api_keys):
             return "api-key"
@@ -165,28 +176,37 @@ class Authenticator:
         raw = value.encode("latin-1", "replace") if isinstance(value, str) else bytes(value)
         if len(raw) > MAX_TOKEN_CHARS:
             raise AuthError(AUTH_BAD_FORMAT)
-        try:
-            token = base64.b64decode(raw.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise AuthError(AUTH_BAD_FORMAT) from None
-        return self.check_raw(token)
+        return self.check_raw(_decode_b64(raw.strip(HTTP_WHITESPACE)))
 
     def check_http(self, header: str | None) -> str:
         """Check an HTTP `Authorization` header (`Bearer <token>` or `Basic base64(user:password)`)."""
         if not self.enabled:
             return "root"
-        if header is None or not header.strip():
+        text = header.strip(HTTP_WHITESPACE_TEXT) if header is not None else ""
+        if not text:
             raise AuthError(AUTH_MISSING)
-        if len(header) > MAX_TOKEN_CHARS:
+        if len(header or "") > MAX_TOKEN_CHARS:
             raise AuthError(AUTH_BAD_FORMAT)
-        scheme, _, value = header.strip().partition(" ")
-        value = value.strip()
+        # only the spaces and tabs HTTP allows around a value are removed: str.strip() would also
+        # remove NBSP, vertical tabs, U+3000 ..., so a token with them around it would pass
+        scheme, _, value = text.partition(" ")
+        value = value.strip(HTTP_WHITESPACE_TEXT)
         if scheme.lower() == "bearer" and value:
             return self.check_raw(value)
         if scheme.lower() == "basic" and value:
-            try:
-                token = base64.b64decode(value.encode("latin-1", "replace"), validate=True).decode("utf-8")
-            except (binascii.Error, ValueError, UnicodeDecodeError):
-                raise AuthError(AUTH_BAD_FORMAT) from None
-            return self.check_raw(token)
+            return self.check_raw(_decode_b64(value.encode("latin-1", "replace")))
         raise AuthError(AUTH_BAD_FORMAT)
+
+
+def _decode_b64(raw: bytes) -> str:
+    """The UTF-8 text of a standard base64 value, which must be the canonical encoding (padded,
+    no stray bits before the padding): `cm9vdDpNaWx2dXN=` decodes to the same bytes as
+    `cm9vdDpNaWx2dXM=` but is not what any client sends, so it is not the configured token."""
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+        token = decoded.decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise AuthError(AUTH_BAD_FORMAT) from None
+    if base64.b64encode(decoded) != raw:
+        raise AuthError(AUTH_BAD_FORMAT)
+    return token

@@ -43,6 +43,7 @@ PARTITION_NOT_FULLY_LOADED = 202
 RESOURCE_GROUP_NOT_FOUND = 300
 RESOURCE_GROUP_NODE_NOT_ENOUGH = 304
 REPLICA_NOT_AVAILABLE = 401
+INDEX_NOT_FOUND = 700
 DATABASE_NOT_FOUND = 800
 PARAMETER_INVALID = 1100
 PARAMETER_MISSING = 1101
@@ -128,6 +129,10 @@ def partition_not_loaded(partition: str, detail: str = "") -> MilvusError:
 def partition_not_fully_loaded(partition: str, detail: str = "") -> MilvusError:
     text = f"partition not fully loaded[partition={echo(partition)}]"
     return MilvusError(PARTITION_NOT_FULLY_LOADED, f"{detail}: {text}" if detail else text, retriable=True)
+
+
+def index_not_found(index: str) -> MilvusError:
+    return MilvusError(INDEX_NOT_FOUND, f"index not found[indexName={echo(index)}]")
 
 
 def database_not_found(database: str) -> MilvusError:

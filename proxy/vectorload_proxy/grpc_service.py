@@ -28,7 +28,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 from . import convert
 from .api import MilvusApi
 from .auth import Authenticator, AuthError
-from .errors import MilvusError, echo, old_code, unexpected
+from .errors import AUTH_BAD_FORMAT, MilvusError, echo, old_code, unexpected
 from .metrics import ProxyMetrics
 from .requests import key_values
 
@@ -453,14 +453,84 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         if not self.auth.enabled:
             return await continuation(details)
-        metadata = {k: v for k, v in (details.invocation_metadata or ())}
+        pairs = list(details.invocation_metadata or ())
+        metadata = dict(pairs)
         try:
+            if sum(1 for k, _ in pairs if k == "authorization") > 1:
+                # which one would count is a guess (a dict keeps the last, Go's md.Get the first):
+                # a call with two tokens is refused, whatever they are
+                raise AuthError(AUTH_BAD_FORMAT)
             self.auth.check_grpc(metadata)
         except AuthError as exc:
             method = str(details.method or "").rsplit("/", 1)[-1]
-            self.metrics.requests.labels(PROTOCOL, echo(method, 64), "UNAUTHENTICATED").inc()
+            # a client chooses the path: a label per name it sends would be memory without bound
+            label = method if method in SERVICE.methods_by_name else "unknown"
+            self.metrics.requests.labels(PROTOCOL, label, "UNAUTHENTICATED").inc()
             return _refuse(exc.message)
         return await continuation(details)
+
+
+class _Undecodable:
+    """A request whose bytes are not its message type (what the guarded deserializer returns
+    instead of raising, which grpc.aio would answer UNKNOWN "Unexpected DecodeError")."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Bytes that do not parse as the method's request message are INVALID_ARGUMENT naming the
+    problem, not UNKNOWN; a method not implemented answers UNIMPLEMENTED whatever its bytes.
+    The guarded handlers are made once per method (the service's methods bound the cache)."""
+
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        self.metrics = metrics
+        self._handlers: dict[str, Any] = {}
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        method = str(details.method or "")
+        guarded = self._handlers.get(method)
+        if guarded is not None:
+            return guarded
+        handler = await continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        name = method.rsplit("/", 1)[-1]
+        if name in NOT_IMPLEMENTED:
+            # its answer does not depend on the request: the bytes are not parsed (unary or
+            # streaming alike; DumpMessages' garbage was UNKNOWN too)
+            guarded = handler._replace(request_deserializer=None)
+        elif handler.unary_unary is not None:
+            guarded = self._guard(handler, name)
+        else:  # an implemented streaming method (none yet) parses as grpc.aio does
+            return handler
+        self._handlers[method] = guarded
+        return guarded
+
+    def _guard(self, handler: Any, name: str) -> Any:
+        inner = handler.unary_unary
+        parse = handler.request_deserializer
+        type_name = SERVICE.methods_by_name[name].input_type.name if name in SERVICE.methods_by_name else name
+        metrics = self.metrics
+
+        def deserialize(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception as exc:  # DecodeError, bad UTF-8, nesting too deep: the input's fault
+                return _Undecodable(str(exc))
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                metrics.requests.labels(PROTOCOL, name, "INVALID_ARGUMENT").inc()
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {type_name} message: {echo(request.error)}",
+                )
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            call, request_deserializer=deserialize, response_serializer=handler.response_serializer
+        )
 
 
 def _refuse(message: str) -> Any:

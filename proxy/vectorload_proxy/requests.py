@@ -122,7 +122,7 @@ def _params(raw: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
         raise parameter_invalid(f"search params must be a JSON object, got {echo(raw)}") from None
     if not isinstance(value, dict):
         raise parameter_invalid(f"search params must be a JSON object, got {echo(raw)}")

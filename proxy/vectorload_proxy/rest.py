@@ -17,6 +17,7 @@ mid-request is not an error answer. Tokens in headers are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ import numpy as np
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
 from pymilvus.grpc_gen import common_pb2
 
 from vectorload.storage.api import DYNAMIC_FIELD
@@ -52,6 +53,7 @@ from .errors import (
     parameter_invalid,
 )
 from .metrics import ProxyMetrics
+from .names import check_collection_name
 from .requests import FLOAT_VECTOR_PLACEHOLDER, Limits
 from .rest_types import (
     BodyError,
@@ -72,6 +74,28 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 JSON = "application/json"
 _CLIENT_ERRORS = (HttpProcessingError, RequestPayloadError, ConnectionError)
+
+# aiohttp's own server errors (malformed requests it refuses before any handler runs) go to this
+# logger: their messages quote the offending request line or header — a token among them — so
+# they are logged as one line naming the error class only
+http_log = logging.getLogger("vectorload_proxy.http")
+
+
+class RedactClientErrors(logging.Filter):
+    """aiohttp's tracebacks for malformed requests as a one-line warning without their text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _CLIENT_ERRORS) or isinstance(exc and exc.__cause__, _CLIENT_ERRORS):
+            record.msg = "refused a malformed request (%s)"
+            record.args = (type(exc).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+http_log.addFilter(RedactClientErrors())
 
 API_KEY = web.AppKey("api", MilvusApi)
 AUTH_KEY = web.AppKey("auth", Authenticator)
@@ -431,9 +455,9 @@ async def v2_entities_query(request: web.Request, raw: bytes) -> Any:
 async def v2_entities_get(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Get, _depth(request))
     api = request.app[API_KEY]
-    info = await api.catalog.get(body.collection_name) if body.collection_name else None
-    if info is None:
-        raise collection_not_found(body.collection_name)
+    # the name is checked before it becomes a storage path ("\x00" made os.stat raise, "../x"
+    # would have been read outside the storage root)
+    info = await api.catalog.get(check_collection_name(body.collection_name))
     ids = body.id if isinstance(body.id, list) else [body.id]
     if not ids:
         raise parameter_invalid("id should not be empty")
@@ -486,7 +510,9 @@ async def v2_unknown(request: web.Request) -> web.Response:
 def build_v2_app(
     api: MilvusApi, auth: Authenticator, metrics: ProxyMetrics, limits: Limits
 ) -> web.Application:
-    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[http_errors])
+    app = web.Application(
+        client_max_size=limits.max_request_bytes, middlewares=[http_errors], handler_args={"logger": http_log}
+    )
     _keys(app, api, auth, metrics, limits)
     for name, handler in V2_ROUTES.items():
         app.router.add_post(f"/v2/vectordb/{name}", v2_route(name, handler))
@@ -569,6 +595,18 @@ async def v1_release_partitions(request: web.Request, raw: bytes) -> None:
     await request.app[API_KEY].release_partitions(body.db_name, body.collection_name, body.partition_names)
 
 
+async def metrics_page(request: web.Request) -> web.Response:
+    """The Prometheus exposition, rendered in a worker thread: rendering every series (a latency
+    histogram per method) takes milliseconds of CPU, and bursts of unauthenticated /metrics on
+    the event loop held /healthz behind them (found by tests/fuzz). The format follows the
+    Accept header, compressed when the scraper accepts it."""
+    encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
+    body = await asyncio.to_thread(encoder, request.app[METRICS_KEY].registry)
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()
+    return response
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -586,14 +624,16 @@ def build_http_app(
     limits: Limits,
     ready: Callable[[], bool],
 ) -> web.Application:
-    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[http_errors])
+    app = web.Application(
+        client_max_size=limits.max_request_bytes, middlewares=[http_errors], handler_args={"logger": http_log}
+    )
     _keys(app, api, auth, metrics, limits)
     app[READY_KEY] = ready
     app.router.add_post("/api/v1/collection/load", v1_route("collection/load", v1_load_collection))
     app.router.add_delete("/api/v1/collection/load", v1_route("collection/release", v1_release_collection))
     app.router.add_post("/api/v1/partitions/load", v1_route("partitions/load", v1_load_partitions))
     app.router.add_delete("/api/v1/partitions/load", v1_route("partitions/release", v1_release_partitions))
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/health", healthz)

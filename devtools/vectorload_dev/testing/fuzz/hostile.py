@@ -26,6 +26,7 @@ from vectorload_dev.testing.fuzz.surface import (
     DisconnectCase,
     HttpSurface,
     Operation,
+    RawCase,
     SlowBodyCase,
 )
 
@@ -250,6 +251,8 @@ def huge_values(rng: random.Random, s: HttpSurface) -> Iterator[Case]:
 
 def hostile_filters(rng: random.Random, s: HttpSurface) -> Iterator[Case]:
     ops = [op for op in _body_ops(s) if op.filter_key is not None]
+    if not ops:  # a surface without filters
+        return
     fields = s.extra.get("filter_fields", filters.DEFAULT_FIELDS)
     for text, label in filters.fixed_hostile(fields):
         op = rng.choice(ops)
@@ -490,6 +493,66 @@ def disconnects(rng: random.Random, s: HttpSurface) -> Iterator[Case]:
         yield DisconnectCase(
             "disconnects", f"disconnects: {where}{' (reset)' if rst else ''}", request, send, rst, op
         )
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# an HTTP/2 SETTINGS frame (empty), a PING, and a HEADERS frame whose HPACK block is garbage
+SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"\x00" * 8
+BAD_HEADERS = b"\x00\x00\x05\x01\x05\x00\x00\x00\x01" + b"\xff\xff\xff\xff\xff"
+
+
+def raw_bytes(rng: random.Random, s: HttpSurface) -> Iterator[Case]:
+    """Connections that are neither HTTP/1.1 nor a whole HTTP/2 preface (a port that serves both
+    tells them apart by their first bytes): random bytes, TLS and SSH greetings, truncated and
+    corrupted prefaces, a preface followed by garbage frames, and slowloris prefaces dribbled a
+    byte at a time. Nothing need be answered; the server must stay up and prompt."""
+    fixed: list[tuple[str, bytes, int, float]] = [
+        ("a TLS ClientHello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 1, 0.0),
+        ("an SSH greeting", b"SSH-2.0-OpenSSH_9.6\r\n", 1, 0.0),
+        ("NUL bytes", b"\x00" * 64, 1, 0.0),
+        ("a lone CRLF", b"\r\n", 1, 0.0),
+        ("the preface's first line only", PREFACE[:16], 1, 0.0),
+        ("the preface less its last byte", PREFACE[:-1], 1, 0.0),
+        ("the preface with its magic corrupted", PREFACE[:18] + b"XX\r\n\r\n", 1, 0.0),
+        ("the preface in lower case", PREFACE.lower(), 1, 0.0),
+        ("the preface and garbage", PREFACE + bytes(range(256)), 1, 0.0),
+        ("the preface and a garbage HEADERS frame", PREFACE + SETTINGS + BAD_HEADERS, 1, 0.0),
+        ("the preface, SETTINGS and PINGs", PREFACE + SETTINGS + PING * 50, 1, 0.0),
+        (
+            "the preface and a frame of 16 MiB announced",
+            PREFACE + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01",
+            1,
+            0.0,
+        ),
+        ("a slowloris preface (24 pieces over 1.2 s)", PREFACE, 24, 0.05),
+        ("a slowloris preface, cut short", PREFACE[:12], 12, 0.1),
+        ("a slowloris request line", b"POST /v2/vectordb/entities/search HTTP/1.1\r\nHo", 20, 0.05),
+        (
+            "PRI as an HTTP/1.1 method",
+            b"PRI /v2/vectordb/collections/list HTTP/1.1\r\nHost: x\r\n\r\n",
+            1,
+            0.0,
+        ),
+    ]
+    for label, data, pieces, pause in fixed:
+        yield RawCase("raw_bytes", f"raw_bytes: {label}", data, pieces, pause, rst=rng.random() < 0.5)
+    while True:
+        how = rng.randrange(4)
+        if how == 0:
+            data = bytes(rng.randrange(256) for _ in range(rng.choice([1, 8, 100, 4000])))
+            label = "random bytes"
+        elif how == 1:
+            data = PREFACE[: rng.randrange(1, len(PREFACE))]
+            label = "a truncated preface"
+        elif how == 2:
+            data = PREFACE + bytes(rng.randrange(256) for _ in range(rng.choice([1, 9, 100, 2000])))
+            label = "the preface and random frames"
+        else:
+            cut = rng.randrange(len(PREFACE))
+            data = PREFACE[:cut] + bytes([rng.randrange(256)]) + PREFACE[cut + 1 :]
+            label = "the preface with one byte changed"
+        yield RawCase("raw_bytes", f"raw_bytes: {label}", data, rst=rng.random() < 0.5)
 
 
 CLASSES: tuple[CaseClass, ...] = (

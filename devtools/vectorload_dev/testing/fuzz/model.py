@@ -1,12 +1,12 @@
 """What the fuzz suite talks about: targets, their surfaces, cases and outcomes.
 
-A *target* is one running server under attack (a querynode process; later the Milvus-compatible
+A *target* is one running server under attack (a querynode process, the Milvus-compatible
 proxy): it names the process whose memory is watched, the `/healthz`-style probe that must stay
 prompt, and its *surfaces*. A surface is one way in: `HttpSurface` is JSON over HTTP (the
-querynode's API, the proxy's REST v1/v2); a gRPC surface will be another class with cases of its
-own. A *case* is one attack — it knows how to run itself and returns an `Outcome`; the surface
-judges outcomes (`Surface.judge`: a 5xx, a token accepted that is not the configured one, an
-answer that does not match the documented types). The runner (`runner.py`) knows nothing of HTTP
+querynode's API, the proxy's REST v1/v2); `GrpcSurface` is gRPC, with cases of its own. A *case*
+is one attack — it knows how to run itself and returns an `Outcome`; the surface judges outcomes
+(`Surface.judge`: a 5xx, a token accepted that is not the configured one, an answer that does not
+match the documented types). The runner (`runner.py`) knows nothing of HTTP
 or of any target: adding the proxy is a new target module that lists its surfaces.
 """
 
@@ -30,6 +30,7 @@ class Outcome:
     error: str = ""
     requests: int = 1  # requests this case sent (a burst sends many)
     statuses: tuple[int | None, ...] = ()  # one per request when a case sends several
+    klass: str = ""  # how the report counts the answer (a gRPC status name); "": the HTTP class
 
 
 @dataclass(frozen=True)
@@ -106,5 +107,5 @@ class Tally:
     def add(self, kind: str, outcome: Outcome) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + outcome.requests
         for status in outcome.statuses or (outcome.status,):
-            key = "none" if status is None else f"{status // 100}xx"
+            key = outcome.klass or ("none" if status is None else f"{status // 100}xx")
             self.statuses[key] = self.statuses.get(key, 0) + 1

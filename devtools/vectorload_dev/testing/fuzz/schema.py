@@ -63,7 +63,8 @@ def _to_request(surface: HttpSurface, case: Any) -> http.RawRequest:
     )
 
 
-def _draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
+def draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
+    """Up to `count` examples of `strategy`, deterministic for `seed` (any hypothesis strategy)."""
     drawn: list[Any] = []
 
     @settings(
@@ -84,10 +85,15 @@ def _draw(strategy: st.SearchStrategy[Any], count: int, seed: int) -> list[Any]:
 
 
 def schema_cases(
-    document: Path, modes: tuple[str, ...] = ("positive", "negative")
+    document: Path | dict[str, Any], modes: tuple[str, ...] = ("positive", "negative")
 ) -> Callable[..., Iterator[Case]]:
-    """A case maker (`CaseClass.make`) drawing from every operation of `document` in turn."""
-    schema = schemathesis.openapi.from_path(str(document))
+    """A case maker (`CaseClass.make`) drawing from every operation of `document` (a file, or an
+    OpenAPI document as plain values) in turn."""
+    schema = (
+        schemathesis.openapi.from_dict(document)
+        if isinstance(document, dict)
+        else schemathesis.openapi.from_path(str(document))
+    )
     operations = []
     for result in schema.get_all_operations():
         if isinstance(result, Err):
@@ -102,7 +108,7 @@ def schema_cases(
             for index, operation in enumerate(operations):
                 for mode in modes:
                     strategy = operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
-                    for case in _draw(strategy, per_batch, seed=rng.randrange(2**32) + index + round_):
+                    for case in draw(strategy, per_batch, seed=rng.randrange(2**32) + index + round_):
                         label = f"schema ({mode}): {operation.method.upper()} {operation.path}"
                         made += 1
                         yield surface.case("schema", label, _to_request(surface, case))

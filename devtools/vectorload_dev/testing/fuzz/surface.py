@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -197,6 +198,44 @@ class BurstCase:
         )
 
 
+@dataclass(frozen=True)
+class RawCase:
+    """Bytes that need not be HTTP at all, sent in `pieces` with `pause` seconds between them on
+    a fresh connection; then the answer is read for at most `wait` seconds. An answer that is an
+    HTTP/1.1 status line is parsed (and judged: no 5xx); anything else, or nothing, is no answer,
+    which is what most garbage deserves."""
+
+    kind: str
+    label: str
+    data: bytes
+    pieces: int = 1
+    pause: float = 0.0
+    wait: float = 0.5
+    rst: bool = False
+    operation: Operation | None = None
+    expect_answer: bool = False
+
+    def run(self, session: Any) -> Outcome:
+        sock = http.open_socket(session.host, session.port, timeout=self.wait)
+        try:
+            step = max(1, -(-len(self.data) // self.pieces))
+            for i in range(0, max(1, len(self.data)), step):
+                if i:
+                    time.sleep(self.pause)
+                sock.sendall(self.data[i : i + step])
+            head = b""
+            with contextlib.suppress(OSError):
+                head = sock.recv(12, socket.MSG_PEEK)
+            if not head.startswith(b"HTTP/1."):
+                return Outcome(None, error=f"no HTTP answer ({head[:12]!r})")
+            answer = http.read_answer(sock)
+            return Outcome(answer.status, answer.body, answer.content_type, answer.error)
+        except OSError as exc:
+            return Outcome(None, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            (http.reset if self.rst else type(sock).close)(sock)
+
+
 # ------------------------------------------------------------------------------------ surface
 
 
@@ -229,6 +268,9 @@ class HttpSurface:
     classes: tuple[CaseClass, ...]
     check_answer: Callable[[Operation | None, int, bytes], str | None]
     secrets: tuple[str, ...] = ()  # the configured tokens (the auth class derives wrong ones)
+    # the token an Authorization header carries, by the server's documented rule (bearer only
+    # by default; a server that also takes `Basic base64(user:password)` passes its own rule)
+    carried: Callable[[bytes | None], str | None] = carried_token
     answer_timeout: float = http.ANSWER_TIMEOUT
     extra: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)  # what the judge checked (see stats)
@@ -332,7 +374,7 @@ class HttpSurface:
             return []
         status = outcome.status
         plain_400 = status == 400 and not outcome.content_type.startswith("application/json")
-        carried = carried_token(request.header("Authorization"))
+        carried = self.carried(request.header("Authorization"))
         if plain_400:  # refused before any handler read the token
             return []
         if carried in accepted:

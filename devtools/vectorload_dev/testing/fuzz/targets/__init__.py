@@ -1,2 +1,2 @@
-"""Fuzz targets: one module per server under attack (`querynode`; the proxy's will sit beside
-it, listing its REST and gRPC surfaces)."""
+"""Fuzz targets: one module per server under attack — `querynode` (its HTTP API) and `proxy` (the
+Milvus front door: REST v2, REST v1, gRPC and raw bytes on its shared port)."""
