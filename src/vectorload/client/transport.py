@@ -194,6 +194,9 @@ class _Connection(asyncio.Protocol):
         self.parser = _Parser()
         self.received_any = False
         self.waiter = asyncio.get_running_loop().create_future()
+        if self.lost or self.transport.is_closing():  # closed before this request: no callback will say so
+            self.waiter.set_exception(TransportError("the connection was closed"))
+            return self.waiter
         self.transport.write(data)
         return self.waiter
 
@@ -201,6 +204,13 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[Response], conn: _Connection, message: str) -> None:
+    if not waiter.done():
+        conn.received_any = True  # a late answer is no stale connection: no retry
+        waiter.set_exception(TransportError(message))
+        conn.close()
 
 
 class Http1Pool:
@@ -261,32 +271,35 @@ class Http1Pool:
         if payload or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(payload)}")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        late = f"no answer from {netloc} within {timeout:g} s"
         key = (host, port)
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._exchange(key, data)
-        except TimeoutError:
-            raise TransportError(f"no answer from {netloc} within {timeout:g} s") from None
-
-    async def _exchange(self, key: tuple[str, int], data: bytes) -> Response:
         conn = self._take_idle(key)
         reused = conn is not None
-        if conn is None:
-            conn = await self._connect(*key)
         while True:
+            if conn is None:
+                try:
+                    conn = await asyncio.wait_for(self._connect(*key), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    raise TransportError(late) from None
+            waiter = conn.send(data)
+            # a timer handle, not asyncio.timeout(): no context manager or task uncancel per call
+            timer = loop.call_at(deadline, _expire, waiter, conn, late)
             try:
-                answer = await conn.send(data)
+                answer = await waiter
             except TransportError:
                 conn.close()
-                if reused and not conn.received_any:
+                if reused and not conn.received_any and not waiter.cancelled() and loop.time() < deadline:
                     # an idle connection the server had closed meanwhile: once more, afresh
-                    reused = False
-                    conn = await self._connect(*key)
+                    reused, conn = False, None
                     continue
                 raise
-            except BaseException:  # cancelled or timed out mid-answer: the connection is out of step
+            except BaseException:  # cancelled mid-answer: the connection is out of step
                 conn.close()
                 raise
+            finally:
+                timer.cancel()
             if answer.close:
                 conn.close()
             else:
