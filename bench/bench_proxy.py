@@ -497,8 +497,24 @@ def main() -> None:
                     print(f"{name}: {qps:.1f} q/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms{extra}")
             return
         b1 = {k: figures[f"{k}_batch1"]["p50_ms"] for k in SYSTEMS}
+
+        def paired(a: str, b: str, batch: int, metric: str, op: str) -> list[float]:
+            ra, rb = figures[f"{a}_batch{batch}"]["rounds"], figures[f"{b}_batch{batch}"]["rounds"]
+            return [
+                x[metric] - y[metric] if op == "-" else x[metric] / y[metric]
+                for x, y in zip(ra, rb, strict=True)
+            ]
+
         figures.update(
             proxy_added_p50_ms=b1["stub"] - b1["querynode"],
+            # the same, paired within each interleaved round (robust to the load drifting between
+            # rounds): the median over rounds of (stub p50 - querynode p50), and per round
+            proxy_added_p50_ms_paired=statistics.median(paired("stub", "querynode", 1, "p50_ms", "-")),
+            proxy_added_p50_ms_rounds=paired("stub", "querynode", 1, "p50_ms", "-"),
+            ratio_proxy_to_bare_threads_batch100_paired=statistics.median(
+                paired("proxy", "bare_threads", 100, "qps", "/")
+            ),
+            ratio_proxy_to_bare_threads_batch100_rounds=paired("proxy", "bare_threads", 100, "qps", "/"),
             pymilvus_added_p50_ms=b1["proxy"] - b1["stub"],
             mux_added_p50_ms=b1["proxy"] - b1["direct_grpc"],
             mux_added_stub_p50_ms=b1["stub"] - b1["stub_direct"],
@@ -552,6 +568,12 @@ def main() -> None:
                 )
     parts = ", ".join(f"{k} {v:.2f}" for k, v in figures["breakdown_batch1_ms"].items())
     print(f"batch-1 breakdown (ms): {parts}")
+    print(
+        f"paired within rounds: proxy adds {figures['proxy_added_p50_ms_paired']:.2f} ms p50 at batch 1 "
+        f"(rounds {[round(x, 2) for x in figures['proxy_added_p50_ms_rounds']]}); batch 100 through the "
+        f"proxy {figures['ratio_proxy_to_bare_threads_batch100_paired']:.2f}x bare with the querynode's "
+        "threads"
+    )
     print(
         f"proxy adds {figures['proxy_added_p50_ms']:.2f} ms p50 at batch 1 over the querynode's API "
         f"(goal <= 1 ms; bare stub), pymilvus' client {figures['pymilvus_added_p50_ms']:.2f} ms more, mux "
