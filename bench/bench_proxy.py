@@ -59,17 +59,17 @@ FIELDS = ["book_id", "book_intro"]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PROXY_SEARCH = ("vectorload_proxy_request_duration_seconds", {"protocol": "grpc", "method": "Search"})
 QUERYNODE_SEARCH = ("vectorload_querynode_search_duration_seconds", {"operation": "search"})
-SYSTEMS = (
-    "bare",
+SYSTEMS = (  # in this order within a round: the systems each goal compares stand side by side
     "bare_threads",
+    "proxy",
+    "stub",
     "querynode",
     "querynode_packed",
-    "stub",
     "stub_direct",
-    "proxy",
     "direct_grpc",
     "rpc",
     "rpc_direct",
+    "bare",
 )
 BATCH1_ONLY = frozenset({"rpc", "rpc_direct"})  # a call without vectors: its figure is per call
 
@@ -456,9 +456,10 @@ def main() -> None:
             chosen = [k for k in SYSTEMS if k in set(args.systems.split(","))]
             batches = [int(b) for b in args.batches.split(",")]
             runs: dict[str, list[dict[str, float]]] = {}
-            for _ in range(args.search_rounds):  # interleaved: every system sees the same load
+            for round_ in range(args.search_rounds):  # interleaved: every system sees the same load
                 for batch in batches:
-                    for key in chosen:
+                    # every other round in reverse, so that a load trend favours no side of a pair
+                    for key in chosen if round_ % 2 == 0 else chosen[::-1]:
                         if batch != 1 and key in BATCH1_ONLY:
                             continue
                         series = (
@@ -515,6 +516,9 @@ def main() -> None:
                 paired("proxy", "bare_threads", 100, "qps", "/")
             ),
             ratio_proxy_to_bare_threads_batch100_rounds=paired("proxy", "bare_threads", 100, "qps", "/"),
+            ratio_stub_to_bare_threads_batch100_paired=statistics.median(
+                paired("stub", "bare_threads", 100, "qps", "/")
+            ),
             pymilvus_added_p50_ms=b1["proxy"] - b1["stub"],
             mux_added_p50_ms=b1["proxy"] - b1["direct_grpc"],
             mux_added_stub_p50_ms=b1["stub"] - b1["stub_direct"],
@@ -572,7 +576,8 @@ def main() -> None:
         f"paired within rounds: proxy adds {figures['proxy_added_p50_ms_paired']:.2f} ms p50 at batch 1 "
         f"(rounds {[round(x, 2) for x in figures['proxy_added_p50_ms_rounds']]}); batch 100 through the "
         f"proxy {figures['ratio_proxy_to_bare_threads_batch100_paired']:.2f}x bare with the querynode's "
-        "threads"
+        f"threads (rounds {[round(x, 2) for x in figures['ratio_proxy_to_bare_threads_batch100_rounds']]}; "
+        f"bare stub {figures['ratio_stub_to_bare_threads_batch100_paired']:.2f}x)"
     )
     print(
         f"proxy adds {figures['proxy_added_p50_ms']:.2f} ms p50 at batch 1 over the querynode's API "
