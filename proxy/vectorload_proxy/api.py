@@ -32,6 +32,8 @@ from vectorload import __version__
 from vectorload.client import QuerynodeError
 from vectorload.storage.api import DYNAMIC_FIELD
 from vectorload.storage.load_fields import LoadFieldsError, select_fields
+from vectorload.wire.hits import HitColumns
+from vectorload.wire.querynode import Hit
 
 from . import lifecycle, state
 from .catalog import Catalog, CollectionInfo, stable_id
@@ -127,7 +129,12 @@ class IndexRow:
 class SearchOutcome:
     info: CollectionInfo
     args: SearchArgs
-    results: list[list[Any]]  # per query: vectorload.wire.querynode.Hit, closest first
+    columns: HitColumns  # the merged top-(k + offset), closest first per query
+
+    @property
+    def results(self) -> list[list[Hit]]:
+        """Per query: the hits as `Hit`s, closest first."""
+        return self.columns.hits()
 
 
 @dataclass(frozen=True)
@@ -691,10 +698,10 @@ class MilvusApi:
             collection, names, dsl, placeholder_group, output_fields, search_params, nq,
             info.schema, self._loaded_fields(view, info), self.settings.limits,
         )  # fmt: skip
-        results = await on_replicas(
+        columns = await on_replicas(
             ordered, collection, lambda route: search_replica(self.nodes, route, args, scope), self._retried
         )
-        return SearchOutcome(info, args, results)
+        return SearchOutcome(info, args, columns)
 
     async def query(
         self,

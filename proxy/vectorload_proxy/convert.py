@@ -23,9 +23,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
 from vectorload.storage.api import DYNAMIC_FIELD, CollectionSchema, FieldSchema
+from vectorload.wire.hits import HitColumns
 from vectorload.wire.querynode import Hit
 
 from .catalog import CollectionInfo
@@ -187,7 +190,8 @@ def search_result(
     round_decimal: int = -1,
     offset: int = 0,
 ) -> schema_pb2.SearchResultData:
-    """`SearchResults.results` for per-query hit lists (closest first)."""
+    """`SearchResults.results` for per-query hit lists (closest first). The reference for
+    `search_result_columns` (same message, built hit by hit)."""
     pk = schema.primary_key
     hits = [h for per_query in results for h in per_query[offset : offset + top_k]]
     topks = [len(per_query[offset : offset + top_k]) for per_query in results]
@@ -200,6 +204,70 @@ def search_result(
         scores=[_rounded(score(h.distance, metric), round_decimal) for h in hits],
         ids=ids_proto(pk, (h.id for h in hits)),
         topks=topks,
+        output_fields=list(output_fields),
+        primary_field_name=pk.name,
+    )
+
+
+def _window(counts: npt.NDArray[np.int64], top_k: int, offset: int) -> tuple[npt.NDArray[np.int64], Any]:
+    """Per query the hits `offset : offset + top_k` of its `counts[q]`: how many (`topks`) and
+    their indices into the flat hit arrays (a slice when that is every hit)."""
+    topks = np.minimum(np.maximum(counts - offset, 0), top_k)  # ufuncs: np.clip's wrapper costs more
+    if offset == 0 and int(counts.max(initial=0)) <= top_k:
+        return topks, slice(None)
+    starts = np.cumsum(counts) - counts + offset  # the first kept hit of each query
+    kept_before = np.cumsum(topks) - topks
+    total = int(topks.sum())
+    index = np.repeat(starts - kept_before, topks) + np.arange(total, dtype=np.int64)
+    return topks, index
+
+
+def search_result_columns(
+    schema: CollectionSchema,
+    columns: HitColumns,
+    top_k: int,
+    output_fields: Sequence[str],
+    metric: str | None,
+    round_decimal: int = -1,
+    offset: int = 0,
+) -> schema_pb2.SearchResultData:
+    """`search_result` from the columns of a merged answer: ids, scores and topks go into the
+    repeated fields in bulk (one `tolist()` each, no per-hit Python object); rows of field values
+    are built only when output fields are asked. The message is the one `search_result` builds
+    from the same hits as `Hit` lists (scores computed in float64 from the float32 distances,
+    as `Hit.distance` holds them)."""
+    pk = schema.primary_key
+    topks, index = _window(columns.counts, top_k, offset)
+    ids = columns.ids[index]
+    distances = columns.distances[index].astype(np.float64)
+    if metric in ("ip", "cosine"):
+        distances = 1.0 - distances
+    scores: list[float] = distances.tolist()
+    if round_decimal >= 0:
+        scores = [_rounded(v, round_decimal) for v in scores]
+    id_values: list[Any] = ids.tolist()
+    if pk.type == "int64":
+        ints = id_values if ids.dtype == np.int64 else [int(v) for v in id_values]
+        ids_ = schema_pb2.IDs(int_id=schema_pb2.LongArray(data=ints))
+    else:
+        texts = id_values if ids.dtype == object and all(type(v) is str for v in id_values) else None
+        ids_ = schema_pb2.IDs(str_id=schema_pb2.StringArray(data=texts or [str(v) for v in id_values]))
+    fields_data: list[schema_pb2.FieldData] = []
+    if output_fields:
+        fields = columns.fields
+        if fields:
+            positions = range(len(columns.ids))[index] if isinstance(index, slice) else index.tolist()
+            rows = [{**fields[i], pk.name: v} for i, v in zip(positions, id_values, strict=True)]
+        else:
+            rows = [{pk.name: v} for v in id_values]
+        fields_data = output_columns(schema, output_fields, rows)
+    return schema_pb2.SearchResultData(
+        num_queries=columns.nq,
+        top_k=top_k,
+        fields_data=fields_data,
+        scores=scores,
+        ids=ids_,
+        topks=topks.tolist(),
         output_fields=list(output_fields),
         primary_field_name=pk.name,
     )

@@ -383,9 +383,9 @@ class MilvusService(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc
             nq=request.nq,
         )
         args = outcome.args
-        results = convert.search_result(
+        results = convert.search_result_columns(
             outcome.info.schema,
-            outcome.results,
+            outcome.columns,
             args.top_k,
             args.output_fields,
             args.metric,

@@ -5,6 +5,11 @@ decodes answers with the same definitions the querynode serves, so a drift fails
 (`QuerynodeError` 502 `BadAnswer`) instead of surfacing as a missing key later. Searches travel
 as MessagePack (`PackedSearchRequest` / `PackedSearchAnswer`: vectors, ids and distances as raw
 float32/int64 arrays), everything else as JSON.
+
+The data calls (search, query, get) go over `vectorload.client.transport.Http1Pool` (bare
+keep-alive HTTP/1.1 on asyncio protocols: less per-call work than aiohttp, see that module) when
+the client has one: passed in (`pool=`, shared by a proxy's clients), or its own when it owns its
+session too. A client given only a session (the operator's) sends everything through it.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
 import numpy.typing as npt
 
+from vectorload.client.transport import Http1Pool, TransportError
 from vectorload.wire import querynode as wire
 from vectorload.wire.hits import HitColumns
 
@@ -46,13 +53,27 @@ class QuerynodeClient:
         data_token: str | None = None,
         timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
+        pool: Http1Pool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.data_token = data_token if data_token is not None else token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_s = timeout
         self._session = session
         self._own_session = session is None
+        self._pool = pool
+        self._own_pool = pool is None and session is None
+        parts = urlsplit(self.base_url)
+        # the bare transport speaks plain http only; anything else goes through aiohttp
+        self._address: tuple[str, int, str] | None = None
+        if parts.scheme == "http" and parts.hostname and not parts.query and not parts.fragment:
+            try:
+                port = parts.port or 80
+            except ValueError:
+                port = None
+            if port is not None:
+                self._address = (parts.hostname, port, parts.path.rstrip("/"))
 
     async def __aenter__(self) -> QuerynodeClient:
         return self
@@ -66,6 +87,16 @@ class QuerynodeClient:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+        if self._own_pool and self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _fast_pool(self) -> Http1Pool | None:
+        if self._address is None:
+            return None
+        if self._pool is None and self._own_pool:
+            self._pool = Http1Pool()
+        return self._pool
 
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -79,21 +110,38 @@ class QuerynodeClient:
         body: wire.Wire | None = None,
         token: str | None = None,
         binary: bool = False,
+        fast: bool = False,
     ) -> bytes:
         """The answer's bytes (MessagePack body and answer with `binary`, else JSON); an error
-        answer (always JSON) raises QuerynodeError."""
+        answer (always JSON) raises QuerynodeError. `fast`: over the bare transport if the
+        client has one."""
         headers = {"Content-Type": wire.SEARCH_MSGPACK if binary else "application/json"}
         if binary:
             headers["Accept"] = wire.SEARCH_MSGPACK
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = None if body is None else (wire.encode_msgpack(body) if binary else wire.encode(body))
-        try:
-            async with self._sess().request(method, self.base_url + path, data=data, headers=headers) as resp:
-                payload = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise QuerynodeError(0, "Unreachable", f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
+        pool = self._fast_pool() if fast else None
+        if pool is not None and self._address is not None:
+            host, port, prefix = self._address
+            try:
+                answer = await pool.request(
+                    host, port, method, prefix + path, list(headers.items()), data, self._timeout_s
+                )
+            except TransportError as exc:
+                raise QuerynodeError(0, "Unreachable", f"{self.base_url}: {exc}") from exc
+            payload, status = answer.body, answer.status
+        else:
+            try:
+                async with self._sess().request(
+                    method, self.base_url + path, data=data, headers=headers
+                ) as resp:
+                    payload = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise QuerynodeError(
+                    0, "Unreachable", f"{self.base_url}: {type(exc).__name__}: {exc}"
+                ) from exc
         if status >= 400:
             try:
                 error = wire.decode(payload, wire.ErrorBody).error
@@ -109,8 +157,9 @@ class QuerynodeClient:
         answer: type[T],
         body: wire.Wire | None = None,
         token: str | None = None,
+        fast: bool = False,
     ) -> T:
-        payload = await self._raw(method, path, body, token)
+        payload = await self._raw(method, path, body, token, fast=fast)
         try:
             return wire.decode(payload, answer)
         except wire.WireError as exc:
@@ -261,7 +310,9 @@ class QuerynodeClient:
                 output_fields=outputs,
                 ef=ef,
             )
-            answer = await self._call("POST", "/v1/search", wire.SearchAnswer, body, token=self.data_token)
+            answer = await self._call(
+                "POST", "/v1/search", wire.SearchAnswer, body, token=self.data_token, fast=True
+            )
             return HitColumns.from_hits(answer.results)
         body = wire.PackedSearchRequest(
             collection=collection,
@@ -274,7 +325,7 @@ class QuerynodeClient:
             output_fields=outputs,
             ef=ef,
         )
-        payload = await self._raw("POST", "/v1/search", body, token=self.data_token, binary=True)
+        payload = await self._raw("POST", "/v1/search", body, token=self.data_token, binary=True, fast=True)
         try:
             return HitColumns.unpack(wire.decode_msgpack(payload, wire.PackedSearchAnswer))
         except wire.WireError as exc:
@@ -297,7 +348,9 @@ class QuerynodeClient:
             partitions=None if partitions is None else tuple(partitions),
             limit=wire.DEFAULT_QUERY_LIMIT if limit is None else limit,
         )
-        answer = await self._call("POST", "/v1/query", wire.RowsAnswer, body, token=self.data_token)
+        answer = await self._call(
+            "POST", "/v1/query", wire.RowsAnswer, body, token=self.data_token, fast=True
+        )
         return answer.rows
 
     async def get(
@@ -313,7 +366,7 @@ class QuerynodeClient:
             output_fields=None if output_fields is None else tuple(output_fields),
             partitions=None if partitions is None else tuple(partitions),
         )
-        answer = await self._call("POST", "/v1/get", wire.RowsAnswer, body, token=self.data_token)
+        answer = await self._call("POST", "/v1/get", wire.RowsAnswer, body, token=self.data_token, fast=True)
         return answer.rows
 
 
@@ -323,6 +376,14 @@ _F32_LE = np.dtype("<f4")
 def _packed_vectors(vectors: Sequence[Sequence[float]] | npt.NDArray[Any]) -> npt.NDArray[np.float32] | None:
     """The query vectors as a little-endian float32 (nq, dim) array, or None when they are not
     one (the JSON path then lets the node answer what is wrong)."""
+    if isinstance(vectors, np.ndarray) and vectors.dtype == np.float32:
+        # already float32 (the proxy's decoded placeholder group): no float64 round trip
+        if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
+            return None
+        if not np.isfinite(vectors).all():
+            return None
+        same: npt.NDArray[np.float32] = np.ascontiguousarray(vectors, dtype=_F32_LE)
+        return same
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             array = np.asarray(vectors, dtype=np.float64)

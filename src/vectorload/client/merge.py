@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from vectorload.client.http import QuerynodeError
 from vectorload.wire.hits import HitColumns, merge
 from vectorload.wire.querynode import Hit
@@ -51,7 +53,33 @@ def merge_columns(answers: Sequence[HitColumns | QuerynodeError], nq: int, top_k
         if not_loaded:
             raise not_loaded[0]
         raise QuerynodeError(503, "NoNodes", "no querynode to search")
+    if len(usable) == 1 and already_merged(usable[0], top_k):
+        return usable[0]  # what `merge` would give: one node's answer the rule keeps as it is
     return merge(usable, top_k)
+
+
+def already_merged(answer: HitColumns, top_k: int) -> bool:
+    """True when `merge([answer], top_k)` is `answer` itself: at most `top_k` hits per query,
+    distances strictly increasing within each query (so neither the tie rule nor a reorder
+    applies), no key twice in a query, integer keys, distinct partition names. A node's answer
+    -- the rule already applied to its segments with the same `top_k` -- nearly always is; the
+    check is a few numpy calls, the merge a few dozen."""
+    counts = answer.counts
+    ids = answer.ids
+    if ids.dtype != np.int64 or len(set(answer.partitions)) != len(answer.partitions):
+        return False
+    if len(counts) == 0 or int(counts.max()) > top_k:
+        return len(counts) == 0
+    n = len(ids)
+    if n < 2:
+        return True
+    query = np.repeat(np.arange(len(counts)), counts)
+    same = query[1:] == query[:-1]
+    distances = answer.distances
+    if not bool(np.all((distances[1:] > distances[:-1]) | ~same)):
+        return False
+    by_key = np.lexsort((ids, query))
+    return not bool(np.any((ids[by_key][1:] == ids[by_key][:-1]) & (query[by_key][1:] == query[by_key][:-1])))
 
 
 def merge_node_answers(answers: Sequence[NodeAnswer], nq: int, top_k: int) -> list[list[Hit]]:
