@@ -26,11 +26,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 from aiohttp import hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client.exposition import choose_encoder
 from pymilvus.grpc_gen import common_pb2
 
+from vectorload.httplog import CLIENT_ERRORS, redacted_logger
 from vectorload.storage.api import DYNAMIC_FIELD
 
 from . import state
@@ -73,29 +72,11 @@ from .rest_types import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 JSON = "application/json"
-_CLIENT_ERRORS = (HttpProcessingError, RequestPayloadError, ConnectionError)
 
 # aiohttp's own server errors (malformed requests it refuses before any handler runs) go to this
 # logger: their messages quote the offending request line or header — a token among them — so
 # they are logged as one line naming the error class only
-http_log = logging.getLogger("vectorload_proxy.http")
-
-
-class RedactClientErrors(logging.Filter):
-    """aiohttp's tracebacks for malformed requests as a one-line warning without their text."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, _CLIENT_ERRORS) or isinstance(exc and exc.__cause__, _CLIENT_ERRORS):
-            record.msg = "refused a malformed request (%s)"
-            record.args = (type(exc).__name__,)
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-http_log.addFilter(RedactClientErrors())
+http_log = redacted_logger("vectorload_proxy.http")
 
 API_KEY = web.AppKey("api", MilvusApi)
 AUTH_KEY = web.AppKey("auth", Authenticator)
@@ -127,7 +108,7 @@ async def _read(request: web.Request) -> bytes:
             PARAMETER_TOO_LARGE,
             f"request body exceeds the limit --max-request-bytes {limits.max_request_bytes} bytes",
         ) from None
-    except _CLIENT_ERRORS as exc:
+    except CLIENT_ERRORS as exc:
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ClientGone from exc

@@ -23,10 +23,9 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client.exposition import choose_encoder
 
+from vectorload.httplog import CLIENT_ERRORS, redacted_logger
 from vectorload.wire import querynode as wire
 from vectorload.wire.hits import HitColumns
 
@@ -50,25 +49,7 @@ log = logging.getLogger("vectorload.querynode")
 # aiohttp's own server errors (malformed requests it rejects before any handler runs) go here:
 # their messages quote the offending request line or header — a token among them — so they are
 # logged as one line naming the error class only
-http_log = logging.getLogger("vectorload.querynode.http")
-_CLIENT_ERRORS = (HttpProcessingError, RequestPayloadError, ConnectionError)
-
-
-class RedactClientErrors(logging.Filter):
-    """Turn aiohttp's tracebacks for malformed requests into a one-line warning without their text."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, _CLIENT_ERRORS) or isinstance(exc and exc.__cause__, _CLIENT_ERRORS):
-            record.msg = "rejected a malformed request (%s)"
-            record.args = (type(exc).__name__,)
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-http_log.addFilter(RedactClientErrors())
+http_log = redacted_logger("vectorload.querynode.http")
 
 NODE_KEY = web.AppKey("node", QueryNode)
 T = TypeVar("T")
@@ -183,7 +164,7 @@ async def _read(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(node) from None
-    except _CLIENT_ERRORS as exc:
+    except CLIENT_ERRORS as exc:
         if _gone(request):
             raise ClientGone from exc
         if encoding not in ("", "identity"):

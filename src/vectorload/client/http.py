@@ -40,6 +40,16 @@ class QuerynodeError(Exception):
         self.message = message
 
 
+def answer_error(status: int, payload: bytes) -> QuerynodeError:
+    """The error of a 4xx/5xx answer: the querynode's `ErrorBody` (reason, message), or the
+    body's first 200 bytes when it is not one (a proxy in between, a crash page)."""
+    try:
+        error = wire.decode(payload, wire.ErrorBody).error
+    except wire.WireError:
+        return QuerynodeError(status, "HTTPError", payload[:200].decode("utf-8", "replace"))
+    return QuerynodeError(status, error.reason, error.message)
+
+
 class QuerynodeClient:
     """`async with QuerynodeClient("http://127.0.0.1:19530", token) as qn: await qn.distribution()`.
 
@@ -143,11 +153,7 @@ class QuerynodeClient:
                     0, "Unreachable", f"{self.base_url}: {type(exc).__name__}: {exc}"
                 ) from exc
         if status >= 400:
-            try:
-                error = wire.decode(payload, wire.ErrorBody).error
-            except wire.WireError:
-                raise QuerynodeError(status, "HTTPError", payload[:200].decode("utf-8", "replace")) from None
-            raise QuerynodeError(status, error.reason, error.message)
+            raise answer_error(status, payload)
         return payload
 
     async def _call(
@@ -219,11 +225,7 @@ class QuerynodeClient:
         if status == 304:
             return None, tag or etag
         if status >= 400:
-            try:
-                error = wire.decode(payload, wire.ErrorBody).error
-            except wire.WireError:
-                raise QuerynodeError(status, "HTTPError", payload[:200].decode("utf-8", "replace")) from None
-            raise QuerynodeError(status, error.reason, error.message)
+            raise answer_error(status, payload)
         try:
             return wire.decode(payload, wire.CollectionCatalog), tag
         except wire.WireError as exc:
