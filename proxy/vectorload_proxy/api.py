@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vectorload import __version__
 from vectorload.client import QuerynodeError
@@ -62,6 +62,9 @@ from .requests import Limits, QueryArgs, SearchArgs, check_partitions, query_arg
 from .routing import Plan, RoundRobin, Route, plan
 from .search import Querynodes, on_replicas, query_replica, search_replica
 from .state import LoadView, PodView
+
+if TYPE_CHECKING:
+    from .writes import WriteApi
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ class MilvusApi:
         self._identifiers = itertools.count(int(time.time() * 1000) << 8)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._serving_plans: dict[tuple[str, str], tuple[str, Plan]] = {}  # see _last_plan
+        self.writes: WriteApi | None = None  # the write path (writes.py), set by the server
 
     # ------------------------------------------------------------------------ session
 
@@ -266,6 +270,8 @@ class MilvusApi:
         segment manifests)."""
         self.databases.namespace(database)
         info = await self._info(collection)
+        if self.writes is not None and self.writes.is_managed(collection):
+            return self._defined_indexes(info, field_name)
         out = []
         for f in info.schema.vector_fields:
             if field_name and field_name != f.name:
@@ -279,6 +285,26 @@ class MilvusApi:
             out.append(IndexRow(f.name, f.name, stable_id(collection, "index", f.name), params, info.rows))
         if field_name and not out:
             raise MilvusError(700, f"index not found[indexName={field_name}]")
+        return out
+
+    def _defined_indexes(self, info: CollectionInfo, name: str) -> list[IndexRow]:
+        """A collection made through the front door: its index definitions (properties.json)."""
+        assert self.writes is not None
+        out = []
+        for d in self.writes.properties(info.name).indexes:
+            if name and name not in (d.field, d.index_name):
+                continue
+            params = {
+                "index_type": d.index_type,
+                "metric_type": d.metric.upper(),
+                "M": str(d.M),
+                "efConstruction": str(d.ef_construction),
+            }
+            out.append(
+                IndexRow(d.field, d.index_name, stable_id(info.name, "index", d.field), params, info.rows)
+            )
+        if not out:
+            raise MilvusError(700, f"index not found[collection={info.name}]")
         return out
 
     # ---------------------------------------------------------------------- lifecycle
@@ -315,6 +341,8 @@ class MilvusApi:
         namespace = self.databases.namespace(database)
         info = await self._info(collection)
         self._check_resource_groups(resource_groups)
+        if self.writes is not None:
+            self.writes.check_loadable(collection)
         async with self._lock(namespace, collection):
             view = self._view(namespace, collection)
             current = lifecycle.spec_of(view) if view is not None and not view.deleting else None
@@ -334,6 +362,8 @@ class MilvusApi:
     ) -> None:
         namespace = self.databases.namespace(database)
         info = await self._info(collection)
+        if self.writes is not None:
+            self.writes.check_loadable(collection)
         names = check_partitions(partitions, self.settings.limits)
         if not names:
             raise parameter_invalid("partition names should not be empty")
