@@ -719,6 +719,8 @@ class MilvusApi:
             collection, names, dsl, placeholder_group, output_fields, search_params, nq,
             info.schema, self._loaded_fields(view, info), self.settings.limits,
         )  # fmt: skip
+        if _empty(view):  # a loaded collection with no segment yet (created, nothing sealed)
+            return SearchOutcome(info, args, [[] for _ in range(args.nq)])
         results = await on_replicas(
             ordered, collection, lambda route: search_replica(self.nodes, route, args, scope), self._retried
         )
@@ -753,6 +755,8 @@ class MilvusApi:
             )
         wanted = (args.limit if args.limit is not None else self.settings.query_default_limit) + args.offset
         wanted = min(wanted, self.settings.limits.max_query_limit)
+        if _empty(view):
+            return QueryOutcome(info, args.output_fields, [])
         rows = await on_replicas(
             ordered,
             collection,
@@ -761,3 +765,13 @@ class MilvusApi:
         )
         end = None if args.limit is None else args.offset + args.limit
         return QueryOutcome(info, args.output_fields, rows[args.offset : end])
+
+
+def _empty(view: LoadView | None) -> bool:
+    """Loaded, and no replica has a segment to hold: every search and query answers nothing."""
+    return (
+        view is not None
+        and state.load_state(view) == state.LOADED
+        and bool(view.replica_views)
+        and all(r.total_segments == 0 for r in view.replica_views)
+    )

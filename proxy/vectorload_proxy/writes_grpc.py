@@ -224,9 +224,8 @@ class WriteMethods:
         out = await self._writes.delete(
             _database(request, context), info.name, request.partition_name, request.expr
         )
-        return milvus_pb2.MutationResult(
+        return milvus_pb2.MutationResult(  # no IDs: Milvus 2.3.2+ answers a delete with counts only
             status=common_pb2.Status(),
-            IDs=ids_proto(out.ids, info.schema.primary_key.type),
             delete_cnt=out.delete_count,
             timestamp=out.timestamp,
         )
