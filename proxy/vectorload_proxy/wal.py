@@ -146,7 +146,7 @@ def orphan_logs(root: Path, own: str) -> list[Path]:
     base = root / WAL_DIR
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and p.name != own)
+    return sorted(p for p in base.iterdir() if p.is_dir() and p.name != own and not p.name.startswith("."))
 
 
 @dataclass
@@ -180,13 +180,18 @@ class WriteAheadLog:
     appended: int = 0
 
     def __post_init__(self) -> None:
-        self.directory = Path(self.root) / WAL_DIR / self.instance
-        self.directory.mkdir(parents=True, exist_ok=False)
-        fsync_dir(self.directory.parent)
-        fd = try_lock(self.directory)
+        # made under a hidden name and locked before it is renamed into place, so no other
+        # proxy ever sees this log unlocked (and adopts a live log)
+        base = Path(self.root) / WAL_DIR
+        staging = base / f".new-{self.instance}"
+        staging.mkdir(parents=True, exist_ok=False)
+        fd = try_lock(staging)
         if fd is None:
-            raise RuntimeError(f"write-ahead log {self.directory} is locked by another process")
+            raise RuntimeError(f"write-ahead log {staging} is locked by another process")
         self._lock_fd = fd
+        self.directory = base / self.instance
+        os.rename(staging, self.directory)
+        fsync_dir(base)
         self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._thread.start()
 

@@ -502,7 +502,8 @@ class WriteApi:
         with self._lock:
             waiting = [s for s, r in self._own.records if s <= target]
             held = self._held
-        return all(s in held for s in waiting)
+            adopted = any(lg.records for lg in self._adopted.values())
+        return not adopted and all(s in held for s in waiting)
 
     # ------------------------------------------------------------------------------- sealer
 
@@ -674,9 +675,15 @@ class WriteApi:
         for directory in wal.orphan_logs(self.root, self.wal.instance):
             if directory.name in self._adopted:
                 continue
-            fd = wal.try_lock(directory)
+            try:
+                fd = wal.try_lock(directory)
+            except OSError:
+                continue  # removed meanwhile (adopted by another proxy)
             if fd is None:
                 continue  # its owner is alive
+            if not directory.is_dir():
+                os.close(fd)
+                continue
             records = wal.replay(directory)
             log.info("adopting the write-ahead log %s: %d records to seal", directory.name, len(records))
             adopted = _Log(directory.name, directory, records, fd)
