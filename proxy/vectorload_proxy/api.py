@@ -763,6 +763,7 @@ class MilvusApi:
             lambda route: query_replica(self.nodes, route, args, scope, wanted),
             self._retried,
         )
+        rows = _one_per_key(rows, info.schema.primary_key.name)
         end = None if args.limit is None else args.offset + args.limit
         return QueryOutcome(info, args.output_fields, rows[args.offset : end])
 
@@ -775,3 +776,18 @@ def _empty(view: LoadView | None) -> bool:
         and bool(view.replica_views)
         and all(r.total_segments == 0 for r in view.replica_views)
     )
+
+
+def _one_per_key(rows: list[dict[str, Any]], pk: str) -> list[dict[str, Any]]:
+    """Each primary key once: while a compacted segment is swapped in, its rows and its sources'
+    may be held by different querynodes of a replica for a moment (each node hides duplicates
+    among the segments it holds; the search merge keeps each key once too)."""
+    seen: set[Any] = set()
+    out = []
+    for row in rows:
+        key = row.get(pk)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(row)
+    return out
