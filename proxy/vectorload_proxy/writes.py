@@ -88,7 +88,7 @@ class WriteSettings:
     small_rows: int = 20_000  # segments under this many rows are merged ...
     target_rows: int = 200_000  # ... into segments of at most this many
     gc_grace: float = 60.0  # --gc-grace: seconds a retired segment stays for searches in flight
-    build_threads: int = 1  # hnswlib threads of a sealed segment's index build
+    build_threads: int = -1  # hnswlib threads of a sealed segment's index build (-1: every core)
 
 
 @dataclass(frozen=True)
