@@ -107,7 +107,7 @@ def main() -> None:
         def best(system: str, key: str, fn: Any = min) -> float:
             return float(fn(r[key] for r in results[system]))
 
-        figures = {
+        figures: dict[str, Any] = {
             "rows": rows,
             "dim": dim,
             "M": m,
@@ -128,7 +128,8 @@ def main() -> None:
         path = write_result("insert", args.size, args, bench, figures)
     print(
         f"insert rows/s: vectorload {figures['insert_rows_per_s']['vectorload']:,.0f}, Milvus "
-        f"{figures['insert_rows_per_s']['milvus']:,.0f} ({figures['insert_ratio_vectorload_to_milvus']:.2f}x); "
+        f"{figures['insert_rows_per_s']['milvus']:,.0f} "
+        f"({figures['insert_ratio_vectorload_to_milvus']:.2f}x); "
         f"index: vectorload {figures['index_seconds']['vectorload']:.2f}s, Milvus "
         f"{figures['index_seconds']['milvus']:.2f}s; {path}"
     )
