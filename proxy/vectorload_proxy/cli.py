@@ -160,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     writes.add_argument(
         "--compaction-small-rows",
         type=int,
-        default=20_000,
-        help="segments with fewer rows are merged (default 20000)",
+        default=4096,
+        help="segments with fewer rows are merged (default 4096; bounds what one pass re-indexes)",
     )
     writes.add_argument(
         "--gc-grace",

@@ -311,10 +311,6 @@ def batch_from_rows(
     if not give_pk or (auto_id and upsert and not columns[pk.name]):
         del columns[pk.name]
     for f in schema.vector_fields:
-        try:
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused by name below
             columns[f.name] = np.asarray(columns[f.name], dtype=np.float64).astype(np.float32)  # type: ignore[assignment]
-        except OverflowError:
-            raise parameter_invalid(f"value of field {f.name} is not a number or infinity") from None
-        with np.errstate(over="ignore"):
-            pass
     return _finish(schema, auto_id, dict(columns), dynamic, len(rows), ids)

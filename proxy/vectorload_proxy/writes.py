@@ -85,10 +85,13 @@ class WriteSettings:
     seal_interval: float = 0.25  # --seal-interval
     compaction: bool = True  # --no-compaction turns the background compactor off
     compaction_interval: float = 5.0  # --compaction-interval
-    small_rows: int = 20_000  # segments under this many rows are merged ...
+    # segments under this many rows are merged (a merged output under it is merged again with new
+    # small ones, so this bounds the rows one pass re-indexes) ...
+    small_rows: int = 4096
     target_rows: int = 200_000  # ... into segments of at most this many
     gc_grace: float = 60.0  # --gc-grace: seconds a retired segment stays for searches in flight
     build_threads: int = -1  # hnswlib threads of a sealed segment's index build (-1: every core)
+    compaction_threads: int = 1  # the compactor's: background work leaves the cores to sealing and searches
 
 
 @dataclass(frozen=True)
@@ -745,7 +748,9 @@ class WriteApi:
             )
             for group in groups:
                 try:
-                    compact(self.root, collection, partition, group, num_threads=self.settings.build_threads)
+                    compact(
+                        self.root, collection, partition, group, num_threads=self.settings.compaction_threads
+                    )
                 except StorageError as exc:
                     log.info("compaction of %s/%s skipped: %s", collection, partition, exc.message)
                     continue
