@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import struct
 import threading
 import uuid
@@ -131,9 +132,11 @@ def replay(directory: Path) -> list[tuple[int, Record]]:
     return out
 
 
-def try_lock(directory: Path) -> int | None:
-    """The log's flock, taken without waiting (the fd to keep), or None: its owner is alive."""
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def try_lock(directory: Path, create: bool = True) -> int | None:
+    """The log's flock, taken without waiting (the fd to keep), or None: its owner is alive.
+    `create=False` (adopting): a log without its lock file is being removed — FileNotFoundError."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    fd = os.open(directory / LOCK_FILE, flags, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -146,7 +149,23 @@ def orphan_logs(root: Path, own: str) -> list[Path]:
     base = root / WAL_DIR
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and p.name != own and not p.name.startswith("."))
+    try:
+        return sorted(
+            p for p in base.iterdir() if p.is_dir() and p.name != own and not p.name.startswith(".")
+        )
+    except FileNotFoundError:
+        return []
+
+
+def remove_log(directory: Path) -> None:
+    """Remove an adopted (sealed) log: renamed to a hidden unique name first, so only one process
+    ever deletes a given directory tree and no adopter sees it half removed."""
+    gone = directory.parent / f".gone-{directory.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(directory, gone)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 @dataclass

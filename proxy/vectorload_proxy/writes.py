@@ -679,7 +679,7 @@ class WriteApi:
             if directory.name in self._adopted:
                 continue
             try:
-                fd = wal.try_lock(directory)
+                fd = wal.try_lock(directory, create=False)
             except OSError:
                 continue  # removed meanwhile (adopted by another proxy)
             if fd is None:
@@ -696,7 +696,7 @@ class WriteApi:
                 self._retire_adopted(adopted)
 
     def _retire_adopted(self, lg: _Log) -> None:
-        shutil.rmtree(lg.directory, ignore_errors=True)
+        wal.remove_log(lg.directory)
         if lg.lock_fd is not None:
             os.close(lg.lock_fd)
             lg.lock_fd = None
