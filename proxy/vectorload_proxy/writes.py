@@ -656,6 +656,7 @@ class WriteApi:
         first, last = recs[0][0], recs[-1][0]
         segment_id = f"{SEGMENT_PREFIX}{instance}-{first}-{last}"
         index = next((props.index(f.name) for f in schema.vector_fields if props.index(f.name)), None)
+        m, efc = (index.M, index.ef_construction) if index else self._built_with(schema, partition)
         pk_values: Any = np.asarray(pks, dtype=np.int64) if schema.primary_key.type == "int64" else pks
         self.writer.write_segment(
             schema.name,
@@ -665,11 +666,22 @@ class WriteApi:
             primary_keys=pk_values,
             scalars=scalars,
             dynamic=dynamic,
-            M=index.M if index else DEFAULT_M,
-            ef_construction=index.ef_construction if index else DEFAULT_EF_CONSTRUCTION,
+            M=m,
+            ef_construction=efc,
             num_threads=self.settings.build_threads,
             timestamps=ts,
         )
+
+    def _built_with(self, schema: CollectionSchema, partition: str) -> tuple[int, int]:
+        """An ingested collection (no index definitions): the parameters its segments were built
+        with, so new segments can be compacted with them."""
+        for p in (partition, *self.reader.partitions(schema.name)):
+            for seg in self.reader.segments(schema.name, p):
+                for params in seg.index_params.values():
+                    return int(params.get("M", DEFAULT_M)), int(
+                        params.get("ef_construction", DEFAULT_EF_CONSTRUCTION)
+                    )
+        return DEFAULT_M, DEFAULT_EF_CONSTRUCTION
 
     # ------------------------------------------------------------------------- adopted logs
 

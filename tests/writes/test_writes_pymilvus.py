@@ -202,3 +202,34 @@ def test_quick_setup_auto_id_and_cosine(wclient: MilvusClient) -> None:
 def top1_v(client: MilvusClient, name: str, vector: list[float]) -> Any:
     hits = client.search(name, data=[vector], limit=1)[0]
     return hits[0]["id"] if hits else None
+
+
+def test_insert_into_an_ingested_collection_builds_like_its_segments(
+    wclient: MilvusClient, write_root: Path
+) -> None:
+    from vectorload.storage.reader import FilesystemReader
+    from vectorload.storage.writer import CollectionWriter
+    from vectorload_dev.testing.storage import segment_inputs, small_schema
+
+    schema = small_schema(name="ingested")
+    writer = CollectionWriter(write_root)
+    writer.create_collection(schema)
+    writer.write_segment(
+        "ingested", "_default", "seg-0", **segment_inputs(rows=30), M=8, ef_construction=40, num_threads=1
+    )
+    try:
+        assert sorted(wclient.list_indexes("ingested")) == ["cover", "intro"]
+        rng = np.random.default_rng(1)
+        row = {
+            "book_id": 1000, "title": "new", "word_count": 1, "rating": 2.0, "in_print": True,
+            "intro": [float(x) for x in rng.normal(size=8)], "cover": [0.1, 0.2, 0.3, 0.4],
+        }  # fmt: skip
+        assert wclient.insert("ingested", [row])["insert_count"] == 1
+        wclient.flush("ingested")
+        reader = FilesystemReader(write_root)
+        segs = {m.segment_id: m for m in reader.segments("ingested", "_default")}
+        new = [m for sid, m in segs.items() if sid != "seg-0"]
+        assert len(new) == 1 and new[0].rows == 1 and new[0].has_timestamps
+        assert new[0].index_params == segs["seg-0"].index_params  # so the compactor can merge them
+    finally:
+        wclient.drop_collection("ingested")
