@@ -100,6 +100,8 @@ class LoadView:
     replica_views: tuple[ReplicaView, ...]
     loaded_fields: tuple[str, ...]
     conditions: Mapping[str, Condition]
+    # status.loadedCatalogGeneration: the storage generation at which every segment was last loaded
+    loaded_catalog_generation: int = 0
 
     @property
     def observed(self) -> bool:
@@ -175,6 +177,7 @@ def load_view(obj: Mapping[str, Any]) -> LoadView:
         replica_views=replica_views,
         loaded_fields=_strings(status.get("loadedFields")),
         conditions=conditions,
+        loaded_catalog_generation=_int(status.get("loadedCatalogGeneration")),
     )
 
 

@@ -91,6 +91,7 @@ class WriteSettings:
     target_rows: int = 200_000  # ... into segments of at most this many
     gc_grace: float = 60.0  # --gc-grace: seconds a retired segment stays for searches in flight
     build_threads: int = -1  # hnswlib threads of a sealed segment's index build (-1: every core)
+    upsert_delta_wait: float = 10.0  # at most this long an upsert's delete waits for its new rows to load
     compaction_threads: int = 1  # the compactor's: background work leaves the cores to sealing and searches
 
 
@@ -112,6 +113,20 @@ class _Log:
     records: list[tuple[int, Record]] = field(default_factory=list)
     lock_fd: int | None = None
     own: bool = False
+
+
+@dataclass
+class _Deferred:
+    """The deletes of upserted keys, published once every load of the collection holds the new
+    rows (status.loadedCatalogGeneration >= the generation after the new segments) or at
+    `deadline`."""
+
+    instance: str
+    collection: str
+    seqs: tuple[int, ...]
+    keys: dict[Any, int]  # key -> delete timestamp (the upsert's)
+    generation: int
+    deadline: float
 
 
 def covered_ranges(
@@ -193,6 +208,9 @@ class WriteApi:
         self._last_seq = 0  # own log: the newest durable record
         self._seal_done = threading.Condition()
         self._held: frozenset[int] = frozenset()  # own records waiting for an index
+        # upserts whose new rows are sealed and whose deletes wait for those rows to be loaded
+        self._deferred: list[_Deferred] = []
+        self._deferred_seqs: set[tuple[str, int]] = set()
         self.seals = 0
         self.compactions = 0
         self._threads = [
@@ -549,6 +567,7 @@ class WriteApi:
                         self.wal.checkpoint(through)
                 elif not lg.records:
                     self._retire_adopted(lg)
+            self._publish_deferred()
             with self._lock:
                 self._held = frozenset(held_all)
             self.seals += 1
@@ -576,8 +595,9 @@ class WriteApi:
             if managed and any(props.index(f.name) is None for f in schema.vector_fields):
                 held.update(s for s, _ in items)
                 continue
-            self._seal_collection(instance, schema, props, items)
-            done.update(s for s, _ in items)
+            fresh = [(s, r) for s, r in items if (instance, s) not in self._deferred_seqs]
+            deferred = self._seal_collection(instance, schema, props, fresh) if fresh else set()
+            done.update(s for s, _ in fresh if s not in deferred)
         return done, held
 
     def _seal_collection(
@@ -586,16 +606,21 @@ class WriteApi:
         schema: CollectionSchema,
         props: CollectionProperties,
         items: list[tuple[int, Record]],
-    ) -> None:
+    ) -> set[int]:
+        """Write the records' segments, then their deltas; returns the seqs of upserts whose
+        deletes wait (`_Deferred`) for the new rows to be loaded."""
         collection = schema.name
         rows_by_partition: dict[str, list[tuple[int, Record]]] = defaultdict(list)
         deletes: dict[str | None, dict[Any, int]] = defaultdict(dict)
+        upserted: dict[Any, int] = {}
+        upsert_seqs: list[int] = []
         for seq, r in items:
             if r.op in ("insert", "upsert"):
                 rows_by_partition[r.partition or DEFAULT_PARTITION].append((seq, r))
             if r.op == "upsert":
+                upsert_seqs.append(seq)
                 for k in r.pks:
-                    deletes[None][k] = max(deletes[None].get(k, 0), r.ts)
+                    upserted[k] = max(upserted.get(k, 0), r.ts)
             elif r.op == "delete":
                 for k in r.pks:
                     deletes[r.partition][k] = max(deletes[r.partition].get(k, 0), r.ts)
@@ -618,6 +643,63 @@ class WriteApi:
                 continue
             pks = list(keys)
             self.writer.write_delta(collection, pks, [keys[k] for k in pks], scope)
+        if not upserted:
+            return set()
+        if not self._views(collection):  # not loaded anywhere: nothing to wait for
+            pks = list(upserted)
+            self.writer.write_delta(collection, pks, [upserted[k] for k in pks], None)
+            return set()
+        deferred = _Deferred(
+            instance,
+            collection,
+            tuple(upsert_seqs),
+            upserted,
+            self.reader.generation(collection),
+            time.monotonic() + self.settings.upsert_delta_wait,
+        )
+        with self._lock:
+            self._deferred.append(deferred)
+            self._deferred_seqs.update((instance, s) for s in upsert_seqs)
+        return set(upsert_seqs)
+
+    def _views(self, collection: str) -> list[Any]:
+        """The CollectionLoads of the collection in every database, being deleted ones aside."""
+        views = []
+        for namespace in self.api.databases.served:
+            view = self.api.kube.view(namespace, collection)
+            if view is not None and not view.deleting:
+                views.append(view)
+        return views
+
+    def _publish_deferred(self) -> None:
+        """Publish the deletes of upserts whose new rows every load of the collection holds now
+        (or that waited `upsert_delta_wait`): until then each querynode shows the newest row of a
+        key among what it holds, so no node hides the old row before another serves the new one."""
+        with self._lock:
+            pending = list(self._deferred)
+        now = time.monotonic()
+        for d in pending:
+            ready = all(v.loaded_catalog_generation >= d.generation for v in self._views(d.collection))
+            if not ready and now < d.deadline:
+                continue
+            if not ready:
+                log.warning(
+                    "upsert deletes of %s published before its new rows were loaded (waited %.0f s)",
+                    d.collection,
+                    self.settings.upsert_delta_wait,
+                )
+            try:
+                pks = list(d.keys)
+                self.writer.write_delta(d.collection, pks, [d.keys[k] for k in pks], None)
+            except StorageError as exc:
+                if exc.reason != "CollectionNotFound":
+                    raise
+            with self._lock:
+                self._deferred.remove(d)
+                self._deferred_seqs.difference_update((d.instance, s) for s in d.seqs)
+                for lg in (self._own, *self._adopted.values()):
+                    if lg.instance == d.instance:
+                        lg.records = [(s, r) for s, r in lg.records if s not in d.seqs]
 
     def _write_segment(
         self,

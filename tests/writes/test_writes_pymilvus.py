@@ -14,7 +14,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from vectorload_dev.testing import wait_for
 from vectorload_dev.testing.operator_harness import QuerynodePool
-from vectorload_dev.testing.proxy_harness import ProxyProcess
+from vectorload_dev.testing.proxy_harness import ROOT_TOKEN, ProxyProcess
 
 DIM = 8
 
@@ -233,3 +233,51 @@ def test_insert_into_an_ingested_collection_builds_like_its_segments(
         assert new[0].index_params == segs["seg-0"].index_params  # so the compactor can merge them
     finally:
         wclient.drop_collection("ingested")
+
+
+def test_an_upserted_key_never_vanishes_while_its_new_row_loads(
+    wclient: MilvusClient, write_proxy: ProxyProcess
+) -> None:
+    """The old row's delete waits until every load holds the new row (status
+    loadedCatalogGeneration): a reader polling the key across two querynodes never finds none."""
+    import threading
+
+    client, name = wclient, "upserts"
+    client.create_collection(name, schema=make_schema(client))
+    client.create_index(name, index_params(client))
+    client.load_collection(name)
+    try:
+        for i in range(4):  # segments on both querynodes
+            client.insert(name, rows(i * 10, 10))
+            client.flush(name)
+        wait_for("rows visible", lambda: len(ids_of(client, name)) == 40, timeout=20, interval=0.05)
+        stop = threading.Event()
+        empty: list[int] = []
+        polls = [0]
+
+        def reader() -> None:
+            c = MilvusClient(uri=write_proxy.uri, token=ROOT_TOKEN)
+            while not stop.is_set():
+                if not c.get(name, ids=[5]):
+                    empty.append(polls[0])
+                polls[0] += 1
+            c.close()
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            for n in range(6):
+                client.upsert(name, rows(5, 1, seed=100 + n, title=f"v{n}-"))
+                client.flush(name)
+            wait_for(
+                "the last version",
+                lambda: [r["title"] for r in client.get(name, ids=[5], output_fields=["title"])] == ["v5-5"],
+                timeout=20,
+                interval=0.05,
+            )
+        finally:
+            stop.set()
+            thread.join(30)
+        assert polls[0] > 20 and not empty, f"key 5 missing in {len(empty)} of {polls[0]} reads"
+    finally:
+        client.drop_collection(name)
