@@ -22,12 +22,12 @@ above its checkpoint and removes it once they are sealed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import json
 import logging
 import os
-import shutil
 import struct
 import threading
 import uuid
@@ -165,7 +165,13 @@ def remove_log(directory: Path) -> None:
         os.rename(directory, gone)
     except FileNotFoundError:
         return
-    shutil.rmtree(gone, ignore_errors=True)
+    # a log directory is flat (lock, checkpoint, *.log, temporary files): plain unlinks, no
+    # descriptor-walking rmtree in a process that serves gRPC
+    for name in os.listdir(gone):
+        with contextlib.suppress(OSError):
+            os.unlink(gone / name)
+    with contextlib.suppress(OSError):
+        os.rmdir(gone)
 
 
 @dataclass

@@ -547,25 +547,23 @@ class WriteApi:
             with self._lock:
                 logs = [self._own, *self._adopted.values()]
                 snapshot = {lg.instance: list(lg.records) for lg in logs}
+                newest_durable = self._last_seq
             held_all: set[int] = set()
             for lg in logs:
                 records = snapshot[lg.instance]
-                if not records:
-                    continue
-                done, held = self._seal_records(lg.instance, records)
+                done, held = self._seal_records(lg.instance, records) if records else (set(), set())
                 sealed += len(done)
                 with self._lock:
                     lg.records = [(s, r) for s, r in lg.records if s not in done]
                     remaining = [s for s, _ in lg.records]
                 if lg.own:
                     held_all = held
-                    newest = max(s for s, _ in records)
-                    through = min(remaining) - 1 if remaining else newest
+                    through = min(remaining) - 1 if remaining else newest_durable
                     if through > self._sealed_seq:
                         self._sealed_seq = through
                         self.wal.rotate()
                         self.wal.checkpoint(through)
-                elif not lg.records:
+                elif not remaining:
                     self._retire_adopted(lg)
             self._publish_deferred()
             with self._lock:
