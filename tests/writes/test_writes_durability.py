@@ -9,11 +9,12 @@ row is searchable once they are back."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import threading
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 from pymilvus import MilvusClient
 
@@ -42,38 +43,69 @@ def stored_keys(root: Path, collection: str) -> tuple[list[int], int]:
     return keys, len(keys)
 
 
-def insert_until_killed(uri: str, name: str, first: int, kill_after: int, kill: Any) -> list[int]:
-    """4 threads insert batches; right after the `kill_after`th acknowledgement `kill()` runs.
-    Returns the keys of every acknowledged batch."""
-    acked: list[int] = []
-    lock = threading.Lock()
-    killed = threading.Event()
-    counter = iter(range(1_000_000))
+WORKER = """
+import json, os, signal, sys, threading
+import numpy as np
+from pymilvus import MilvusClient
 
-    def worker() -> None:
-        client = MilvusClient(uri=uri, token=ROOT_TOKEN, timeout=10)
+uri, token, name, first, kill_after, pid, batch, dim = sys.argv[1:9]
+first, kill_after, pid, batch, dim = int(first), int(kill_after), int(pid), int(batch), int(dim)
+acked, lock, killed, counter = [], threading.Lock(), threading.Event(), iter(range(1_000_000))
+
+def rows(start):
+    vecs = np.random.default_rng(start).normal(size=(batch, dim)).astype(np.float32)
+    return [{"id": start + i, "title": f"t{start + i}", "count": start + i, "score": 0.5, "flag": True,
+             "vec": vecs[i].tolist(), "genre": "x"} for i in range(batch)]
+
+def worker():
+    client = MilvusClient(uri=uri, token=token, timeout=10)
+    while not killed.is_set():
+        with lock:
+            start = first + next(counter) * batch
         try:
-            while not killed.is_set():
-                with lock:
-                    start = first + next(counter) * BATCH
-                batch = rows(start, BATCH)
-                try:
-                    client.insert(name, batch)
-                except Exception:
-                    return  # the proxy is gone: unacknowledged
-                with lock:
-                    acked.extend(range(start, start + BATCH))
-                    if len(acked) >= kill_after * BATCH and not killed.is_set():
-                        killed.set()
-                        kill()
-        finally:
-            client.close()
+            client.insert(name, rows(start))
+        except Exception:
+            return  # the proxy is gone: unacknowledged
+        with lock:
+            acked.extend(range(start, start + batch))
+            if len(acked) >= kill_after * batch and not killed.is_set():
+                killed.set()
+                os.kill(pid, signal.SIGKILL)  # right after this acknowledgement
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+print(json.dumps(acked), flush=True)
+os._exit(0)  # no grpc teardown against a dead server
+"""
+
+
+def insert_until_killed(uri: str, name: str, first: int, kill_after: int, pid: int) -> list[int]:
+    """4 threads insert batches; right after the `kill_after`th acknowledgement the proxy `pid`
+    is SIGKILLed. Returns the keys of every acknowledged batch. The clients run in a child process:
+    pymilvus channels reconnecting to a dead proxy must not live in this process, which forks the
+    next proxy (gRPC's fork handlers then abort the child before it execs)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            uri,
+            ROOT_TOKEN,
+            name,
+            str(first),
+            str(kill_after),
+            str(pid),
+            str(BATCH),
+            "8",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    acked: list[int] = json.loads(out.stdout.decode().strip().splitlines()[-1])
     return acked
 
 
@@ -94,9 +126,7 @@ def test_acknowledged_inserts_survive_kill_9_of_the_proxy(
             victim = ProxyProcess(
                 writes_plane, writes_workdir, NAMESPACE, write_root, TEST_TOKEN, extra_args=args
             ).start()
-            acked = insert_until_killed(
-                victim.uri, name, trial * 100_000, 5 + trial, lambda v=victim: os.kill(v.pid, signal.SIGKILL)
-            )
+            acked = insert_until_killed(victim.uri, name, trial * 100_000, 5 + trial, victim.pid)
             assert victim.proc is not None and victim.proc.wait(10) == -signal.SIGKILL
             assert len(acked) >= (5 + trial) * BATCH
             all_acked += acked
