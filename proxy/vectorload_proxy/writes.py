@@ -596,6 +596,8 @@ class WriteApi:
             fresh = [(s, r) for s, r in items if (instance, s) not in self._deferred_seqs]
             deferred = self._seal_collection(instance, schema, props, fresh) if fresh else set()
             done.update(s for s, _ in fresh if s not in deferred)
+            if fresh:
+                self.api.catalog.invalidate(collection)  # row counts and index progress at once
         return done, held
 
     def _seal_collection(
