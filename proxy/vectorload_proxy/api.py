@@ -721,9 +721,17 @@ class MilvusApi:
         )  # fmt: skip
         if _empty(view):  # a loaded collection with no segment yet (created, nothing sealed)
             return SearchOutcome(info, args, [[] for _ in range(args.nq)])
-        results = await on_replicas(
-            ordered, collection, lambda route: search_replica(self.nodes, route, args, scope), self._retried
-        )
+        try:
+            results = await on_replicas(
+                ordered,
+                collection,
+                lambda route: search_replica(self.nodes, route, args, scope),
+                self._retried,
+            )
+        except MilvusError as exc:
+            if not _only_new_data(view, exc):
+                raise
+            results = [[] for _ in range(args.nq)]
         return SearchOutcome(info, args, results)
 
     async def query(
@@ -757,12 +765,17 @@ class MilvusApi:
         wanted = min(wanted, self.settings.limits.max_query_limit)
         if _empty(view):
             return QueryOutcome(info, args.output_fields, [])
-        rows = await on_replicas(
-            ordered,
-            collection,
-            lambda route: query_replica(self.nodes, route, args, scope, wanted),
-            self._retried,
-        )
+        try:
+            rows = await on_replicas(
+                ordered,
+                collection,
+                lambda route: query_replica(self.nodes, route, args, scope, wanted),
+                self._retried,
+            )
+        except MilvusError as exc:
+            if not _only_new_data(view, exc):
+                raise
+            rows = []
         rows = _one_per_key(rows, info.schema.primary_key.name)
         end = None if args.limit is None else args.offset + args.limit
         return QueryOutcome(info, args.output_fields, rows[args.offset : end])
@@ -791,3 +804,16 @@ def _one_per_key(rows: list[dict[str, Any]], pk: str) -> list[dict[str, Any]]:
         seen.add(key)
         out.append(row)
     return out
+
+
+def _only_new_data(view: LoadView | None, exc: MilvusError) -> bool:
+    """No querynode serves a segment of a collection the operator reports Loaded with new data
+    loading (status.pendingSegments): every segment is new data (the write path's first segments)
+    — nothing to answer yet, as a Loaded collection without segments answers nothing. A node that
+    lost its copy (no pending new data) still fails the call."""
+    return (
+        exc.code == collection_not_loaded("").code
+        and view is not None
+        and state.load_state(view) == state.LOADED
+        and view.pending_segments > 0
+    )
