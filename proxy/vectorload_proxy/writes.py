@@ -679,7 +679,12 @@ class WriteApi:
             pending = list(self._deferred)
         now = time.monotonic()
         for d in pending:
-            ready = all(v.loaded_catalog_generation >= d.generation for v in self._views(d.collection))
+            # the operator's target holds the new segments (generation) and none of the new data
+            # is still loading (loadedCatalogGeneration moves while small new data loads)
+            ready = all(
+                v.loaded_catalog_generation >= d.generation and v.pending_segments == 0
+                for v in self._views(d.collection)
+            )
             if not ready and now < d.deadline:
                 continue
             if not ready:
