@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vectorload import __version__
 from vectorload.client import QuerynodeError
@@ -66,6 +66,9 @@ from .requests import Limits, QueryArgs, SearchArgs, check_partitions, query_arg
 from .routing import Plan, RoundRobin, Route, plan
 from .search import Querynodes, on_replicas, query_replica, search_replica
 from .state import LoadView, PodView
+
+if TYPE_CHECKING:
+    from .writes import WriteApi
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +169,7 @@ class MilvusApi:
         self._identifiers = itertools.count(int(time.time() * 1000) << 8)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._serving_plans: dict[tuple[str, str], tuple[str, Plan]] = {}  # see _last_plan
+        self.writes: WriteApi | None = None  # the write path (writes.py), set by the server
 
     # ------------------------------------------------------------------------ session
 
@@ -275,6 +279,8 @@ class MilvusApi:
         segment manifests)."""
         self.databases.namespace(database)
         info = await self._info(collection)
+        if self.writes is not None and self.writes.is_managed(collection):
+            return self._defined_indexes(info, field_name)
         out = []
         for f in info.schema.vector_fields:
             if field_name and field_name != f.name:
@@ -288,6 +294,26 @@ class MilvusApi:
             out.append(IndexRow(f.name, f.name, stable_id(collection, "index", f.name), params, info.rows))
         if field_name and not out:
             raise index_not_found(field_name)
+        return out
+
+    def _defined_indexes(self, info: CollectionInfo, name: str) -> list[IndexRow]:
+        """A collection made through the front door: its index definitions (properties.json)."""
+        assert self.writes is not None
+        out = []
+        for d in self.writes.properties(info.name).indexes:
+            if name and name not in (d.field, d.index_name):
+                continue
+            params = {
+                "index_type": d.index_type,
+                "metric_type": d.metric.upper(),
+                "M": str(d.M),
+                "efConstruction": str(d.ef_construction),
+            }
+            out.append(
+                IndexRow(d.field, d.index_name, stable_id(info.name, "index", d.field), params, info.rows)
+            )
+        if not out:
+            raise MilvusError(700, f"index not found[collection={info.name}]")
         return out
 
     # ---------------------------------------------------------------------- lifecycle
@@ -324,6 +350,8 @@ class MilvusApi:
         namespace = self.databases.namespace(database)
         info = await self._info(collection)
         self._check_resource_groups(resource_groups)
+        if self.writes is not None:
+            self.writes.check_loadable(collection)
         async with self._lock(namespace, collection):
             view = self._view(namespace, collection)
             current = lifecycle.spec_of(view) if view is not None and not view.deleting else None
@@ -343,6 +371,8 @@ class MilvusApi:
     ) -> None:
         namespace = self.databases.namespace(database)
         info = await self._info(collection)
+        if self.writes is not None:
+            self.writes.check_loadable(collection)
         names = check_partitions(partitions, self.settings.limits)
         if not names:
             raise parameter_invalid("partition names should not be empty")
@@ -698,9 +728,19 @@ class MilvusApi:
             collection, names, dsl, placeholder_group, output_fields, search_params, nq,
             info.schema, self._loaded_fields(view, info), self.settings.limits,
         )  # fmt: skip
-        columns = await on_replicas(
-            ordered, collection, lambda route: search_replica(self.nodes, route, args, scope), self._retried
-        )
+        if _empty(view):  # a loaded collection with no segment yet (created, nothing sealed)
+            return SearchOutcome(info, args, HitColumns.from_hits([[] for _ in range(args.nq)]))
+        try:
+            columns = await on_replicas(
+                ordered,
+                collection,
+                lambda route: search_replica(self.nodes, route, args, scope),
+                self._retried,
+            )
+        except MilvusError as exc:
+            if not _only_new_data(view, exc):
+                raise
+            columns = HitColumns.from_hits([[] for _ in range(args.nq)])
         return SearchOutcome(info, args, columns)
 
     async def query(
@@ -732,11 +772,57 @@ class MilvusApi:
             )
         wanted = (args.limit if args.limit is not None else self.settings.query_default_limit) + args.offset
         wanted = min(wanted, self.settings.limits.max_query_limit)
-        rows = await on_replicas(
-            ordered,
-            collection,
-            lambda route: query_replica(self.nodes, route, args, scope, wanted),
-            self._retried,
-        )
+        if _empty(view):
+            return QueryOutcome(info, args.output_fields, [])
+        try:
+            rows = await on_replicas(
+                ordered,
+                collection,
+                lambda route: query_replica(self.nodes, route, args, scope, wanted),
+                self._retried,
+            )
+        except MilvusError as exc:
+            if not _only_new_data(view, exc):
+                raise
+            rows = []
+        rows = _one_per_key(rows, info.schema.primary_key.name)
         end = None if args.limit is None else args.offset + args.limit
         return QueryOutcome(info, args.output_fields, rows[args.offset : end])
+
+
+def _empty(view: LoadView | None) -> bool:
+    """Loaded, and no replica has a segment to hold: every search and query answers nothing."""
+    return (
+        view is not None
+        and state.load_state(view) == state.LOADED
+        and bool(view.replica_views)
+        and all(r.total_segments == 0 for r in view.replica_views)
+    )
+
+
+def _one_per_key(rows: list[dict[str, Any]], pk: str) -> list[dict[str, Any]]:
+    """Each primary key once: while a compacted segment is swapped in, its rows and its sources'
+    may be held by different querynodes of a replica for a moment (each node hides duplicates
+    among the segments it holds; the search merge keeps each key once too)."""
+    seen: set[Any] = set()
+    out = []
+    for row in rows:
+        key = row.get(pk)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(row)
+    return out
+
+
+def _only_new_data(view: LoadView | None, exc: MilvusError) -> bool:
+    """No querynode serves a segment of a collection the operator reports Loaded with new data
+    loading (status.pendingSegments): every segment is new data (the write path's first segments)
+    — nothing to answer yet, as a Loaded collection without segments answers nothing. A node that
+    lost its copy (no pending new data) still fails the call."""
+    return (
+        exc.code == collection_not_loaded("").code
+        and view is not None
+        and state.load_state(view) == state.LOADED
+        and view.pending_segments > 0
+    )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vectorload.storage.api import CollectionSchema, StorageError
+from vectorload.storage.properties import read_properties
 from vectorload.storage.reader import FilesystemReader
 
 from .errors import MilvusError, collection_not_found, service_unavailable
@@ -51,6 +52,7 @@ class CollectionInfo:
     created_ns: int  # collection.json's modification time
     updated_ns: int  # the newest modification time of the collection's directories
     index_params: dict[str, dict[str, int]]  # per vector field (M, ef_construction)
+    auto_id: bool = False  # the primary key's values are generated (properties.json)
 
     @property
     def rows(self) -> int:
@@ -126,6 +128,7 @@ class Catalog:
                 created = (self.root / collection / name).stat().st_mtime_ns
                 partitions.append(PartitionInfo(name, sum(s.rows for s in segments), len(segments), created))
             created_ns = (self.root / collection / "collection.json").stat().st_mtime_ns
+            auto_id = read_properties(self.reader.backend, collection).auto_id
         except StorageError as exc:
             if exc.reason == "CollectionNotFound":
                 return None, collection_not_found(collection)
@@ -143,6 +146,7 @@ class Catalog:
             created_ns=created_ns,
             updated_ns=max(signature) if signature else created_ns,
             index_params=index_params,
+            auto_id=auto_id,
         )
         return info, None
 
@@ -180,6 +184,13 @@ class Catalog:
         names = tuple(sorted(self.reader.list_collections()))
         self._names = (names, now)
         return names
+
+    def invalidate(self, collection: str) -> None:
+        """Forget what is cached of `collection` and the list of names (the write path changed
+        them: the next call reads storage)."""
+        with self._lock:
+            self._entries.pop(collection, None)
+            self._names = None
 
     # ------------------------------------------------------------------------------ async
 

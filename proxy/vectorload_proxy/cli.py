@@ -17,6 +17,7 @@ from pathlib import Path
 from .api import Settings
 from .requests import Limits
 from .server import DEFAULT_SELECTOR, ProxyConfig, serve
+from .writes import WriteSettings
 
 DATA_TOKEN_ENV = "VECTORLOAD_DATA_TOKEN"  # noqa: S105 (the variable's name)
 
@@ -70,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="more namespaces served as databases of their own name (default: its own only)",
     )
-    p.add_argument("--storage-root", type=Path, required=True, help="the collection storage (read-only)")
+    p.add_argument(
+        "--storage-root",
+        type=Path,
+        required=True,
+        help="the collection storage (written by the write path unless --read-only)",
+    )
     p.add_argument(
         "--querynode-selector",
         default=DEFAULT_SELECTOR,
@@ -128,6 +134,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also serve gRPC straight from grpc.aio on this port, without the one-port mux "
         "(to measure what the mux adds; off by default)",
+    )
+    writes = p.add_argument_group("the write path (insert, upsert, delete; docs/proxy.md)")
+    writes.add_argument(
+        "--read-only",
+        action="store_true",
+        help="serve no writes: collection management, insert, upsert, delete and flush answer "
+        "service unavailable (storage may then be mounted read-only)",
+    )
+    writes.add_argument(
+        "--seal-interval",
+        type=float,
+        default=0.25,
+        help="seconds between two seals of the logged writes into segments and deltas (default 0.25)",
+    )
+    writes.add_argument(
+        "--no-compaction", action="store_true", help="no background compaction of small segments"
+    )
+    writes.add_argument(
+        "--compaction-interval",
+        type=float,
+        default=5.0,
+        help="seconds between two passes of the background compactor (default 5)",
+    )
+    writes.add_argument(
+        "--compaction-small-rows",
+        type=int,
+        default=4096,
+        help="segments with fewer rows are merged (default 4096; bounds what one pass re-indexes)",
+    )
+    writes.add_argument(
+        "--gc-grace",
+        type=float,
+        default=60.0,
+        help="seconds a compacted (retired) segment stays in storage before it is removed (default 60)",
     )
     limits = p.add_argument_group("limits (each refusal names the flag and its value)")
     limits.add_argument(
@@ -225,6 +265,15 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         request_timeout=args.request_timeout,
         grpc_direct_port=args.grpc_direct_port,
         settings=settings,
+        writes=None
+        if args.read_only
+        else WriteSettings(
+            seal_interval=max(args.seal_interval, 0.01),
+            compaction=not args.no_compaction,
+            compaction_interval=max(args.compaction_interval, 0.1),
+            small_rows=max(args.compaction_small_rows, 1),
+            gc_grace=max(args.gc_grace, 0.0),
+        ),
     )
 
 

@@ -68,14 +68,14 @@ def type_params(f: FieldSchema) -> list[common_pb2.KeyValuePair]:
     return params
 
 
-def field_proto(schema: CollectionSchema, f: FieldSchema) -> schema_pb2.FieldSchema:
+def field_proto(schema: CollectionSchema, f: FieldSchema, auto_id: bool = False) -> schema_pb2.FieldSchema:
     return schema_pb2.FieldSchema(
         fieldID=field_id(schema, f.name),
         name=f.name,
         is_primary_key=f.is_primary,
         data_type=DATA_TYPES[f.type],
         type_params=type_params(f),
-        autoID=False,
+        autoID=auto_id and f.is_primary,
     )
 
 
@@ -84,8 +84,8 @@ def schema_proto(info: CollectionInfo, database: str) -> schema_pb2.CollectionSc
     return schema_pb2.CollectionSchema(
         name=info.name,
         description=schema.description,
-        autoID=False,
-        fields=[field_proto(schema, f) for f in schema.fields],
+        autoID=info.auto_id,
+        fields=[field_proto(schema, f, info.auto_id) for f in schema.fields],
         enable_dynamic_field=schema.dynamic_field,
         dbName=database,
     )

@@ -31,6 +31,7 @@ from .auth import Authenticator, AuthError
 from .errors import AUTH_BAD_FORMAT, MilvusError, echo, old_code, unexpected
 from .metrics import ProxyMetrics
 from .requests import key_values
+from .writes_grpc import WRITE_METHODS, WriteMethods
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,7 +107,7 @@ def rpc(fn: Handler) -> Handler:
     return wrapper
 
 
-class MilvusService(milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
+class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # type: ignore[misc]
     def __init__(self, api: MilvusApi, metrics: ProxyMetrics) -> None:
         self.api = api
         self.metrics = metrics
@@ -432,10 +433,14 @@ def _unimplemented(name: str) -> Callable[..., Awaitable[None]]:
     return handler
 
 
+for _name in WRITE_METHODS:  # the write path (writes_grpc.py), behind the same wrapper
+    setattr(MilvusService, _name, rpc(getattr(WriteMethods, _name)))
 IMPLEMENTED = tuple(
     m.name
     for m in SERVICE.methods
-    if getattr(getattr(MilvusService, m.name, None), "__qualname__", "").startswith("MilvusService.")
+    if getattr(getattr(MilvusService, m.name, None), "__qualname__", "").startswith(
+        ("MilvusService.", "WriteMethods.")
+    )
 )
 for _method in SERVICE.methods:
     if _method.name not in IMPLEMENTED:

@@ -495,7 +495,9 @@ def build_v2_app(
         client_max_size=limits.max_request_bytes, middlewares=[http_errors], handler_args={"logger": http_log}
     )
     _keys(app, api, auth, metrics, limits)
-    for name, handler in V2_ROUTES.items():
+    from .writes_rest import WRITE_ROUTES  # the write path's endpoints (writes_rest.py)
+
+    for name, handler in {**V2_ROUTES, **WRITE_ROUTES}.items():
         app.router.add_post(f"/v2/vectordb/{name}", v2_route(name, handler))
     app.router.add_route("*", "/{tail:.*}", v2_unknown)
     return app

@@ -32,6 +32,7 @@ from .metrics import ProxyMetrics
 from .names import Databases
 from .rest import build_http_app, build_v2_app
 from .search import Querynodes
+from .writes import WriteApi, WriteSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ProxyConfig:
     resync: float = DEFAULT_RESYNC
     grpc_direct_port: int | None = None  # --grpc-direct-port: gRPC without the one-port mux
     settings: Settings = field(default_factory=Settings)
+    writes: WriteSettings | None = field(default_factory=WriteSettings)  # None: --read-only
 
 
 class DataToken:
@@ -126,6 +128,10 @@ class Proxy:
         self.api = MilvusApi(
             self.databases, self.kube, KubeWriter(), self.catalog, self.nodes, self.metrics, config.settings
         )
+        self.writes = (
+            WriteApi(config.storage_root, self.api, config.writes) if config.writes is not None else None
+        )
+        self.api.writes = self.writes
         self._tmp = socket_dir()
         self.grpc_path = str(self._tmp / SOCKET_NAME)
         self.grpc_server: grpc.aio.Server | None = None
@@ -144,6 +150,8 @@ class Proxy:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.kube.start(loop)
+        if self.writes is not None:
+            await asyncio.to_thread(self.writes.start)  # adopts the logs of proxies that are gone
         limits = cfg.settings.limits
         server = grpc.aio.server(
             interceptors=[AuthInterceptor(self.auth, self.metrics), RequestGuard(self.metrics)],
@@ -196,6 +204,8 @@ class Proxy:
         for runner in (self.v2_runner, self.http_runner):
             if runner is not None:
                 await runner.cleanup()
+        if self.writes is not None:
+            await asyncio.to_thread(self.writes.close)  # one last seal
         await self.nodes.close()
         self.kube.stop()
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -100,6 +100,9 @@ class LoadView:
     replica_views: tuple[ReplicaView, ...]
     loaded_fields: tuple[str, ...]
     conditions: Mapping[str, Condition]
+    # status.loadedCatalogGeneration: the storage generation at which every segment was last loaded
+    loaded_catalog_generation: int = 0
+    pending_segments: int = 0  # status.pendingSegments: segments published after the load, loading
 
     @property
     def observed(self) -> bool:
@@ -175,6 +178,8 @@ def load_view(obj: Mapping[str, Any]) -> LoadView:
         replica_views=replica_views,
         loaded_fields=_strings(status.get("loadedFields")),
         conditions=conditions,
+        loaded_catalog_generation=_int(status.get("loadedCatalogGeneration")),
+        pending_segments=_int(status.get("pendingSegments")),
     )
 
 

@@ -25,6 +25,7 @@ from vectorload.wire.hits import HitColumns
 
 from .admission import MemoryAccount, Refused
 from .errors import ApiError
+from .follower import DeltaFollower
 from .hasher import Hasher
 from .loader import LoadCancelled, LoadSpec, OpenedSegment, load_segment, memory_bytes, predicted_bytes
 from .memory import malloc_trim, resident_bytes
@@ -33,6 +34,7 @@ from .registry import LoadJob, Registry, SegmentKey
 from .requests import GetRequest, LoadRequest, QueryRequest, ReleaseRequest, SearchRequest
 from .search import (
     Deadline,
+    Mask,
     Parallelism,
     PreparedSearch,
     not_loaded,
@@ -92,8 +94,12 @@ class QueryNode:
         self._open_ahead_segments = 2 * settings.load_concurrency
         self._schemas: dict[str, CollectionSchema] = {}
         self._schemas_lock = threading.Lock()
+        # deletes and upserts published as deltas hide rows of the held segments (visibility.py)
+        self.follower = DeltaFollower(self.reader, settings.delta_interval)
+        self.follower.start()
 
     def close(self) -> None:
+        self.follower.close()
         self.registry.cancel_all()
         for pool in (self.load_pool, self.data_pool, self.io_pool, self.search_pool):
             pool.shutdown(wait=False, cancel_futures=True)
@@ -292,9 +298,17 @@ class QueryNode:
             log.exception("load of %s failed", _label(job.key))
             self._fail(job, "LoadError", f"loading {_label(job.key)} failed: {type(exc).__name__}: {exc}")
             return
+        try:
+            # its hidden rows are known before it serves (a delete published before the load)
+            self.follower.segment_loaded(schema, manifest, segment.pks)
+        except StorageError as exc:
+            self._fail(job, exc.reason, exc.message)
+            return
         unreferenced = self.registry.finish(job, segment)
         if unreferenced is segment:
             self.metrics.cancellations.inc()
+            if not self.registry.has_entry(job.key):
+                self.follower.segment_released(job.key.collection, job.key.partition, job.key.segment)
         else:
             self.metrics.load_duration.observe(time.monotonic() - started)
             self.metrics.loads.inc()
@@ -312,6 +326,8 @@ class QueryNode:
 
     def release(self, req: ReleaseRequest) -> wire.ReleaseAnswer:
         count, dropped = self.registry.release(req.collection, req.targets)
+        for seg in dropped:
+            self.follower.segment_released(seg.collection, seg.partition, seg.segment_id)
         self.metrics.releases.inc(count)
         del dropped
         if count:  # nothing released, nothing to collect
@@ -366,6 +382,15 @@ class QueryNode:
             raise not_loaded(collection, self.name, self.registry.has_loading(collection))
         return schema, select_partitions(segments, partitions, collection, self.name)
 
+    def _hidden(self, collection: str, segments: list[LoadedSegment]) -> dict[tuple[str, str], Mask]:
+        """The rows of each serving segment that deletes and newer versions hide (none: absent)."""
+        out: dict[tuple[str, str], Mask] = {}
+        for seg in segments:
+            mask = self.follower.hidden(collection, seg.partition, seg.segment_id)
+            if mask is not None and len(mask) == seg.rows:
+                out[(seg.partition, seg.segment_id)] = mask
+        return out
+
     def search(self, req: SearchRequest, deadline: Deadline | None = None) -> HitColumns:
         with self.metrics.search_duration.labels("search").time():
             return run_prepared(self.prepare_search(req, deadline), self.parallel)
@@ -374,7 +399,13 @@ class QueryNode:
         """The search checked against what this node serves (400/404/409 here), not yet run."""
         schema, segments = self._serving(req.collection, req.partitions)
         return PreparedSearch.prepare(
-            schema, segments, req, self.settings.default_ef, deadline, self.parallel
+            schema,
+            segments,
+            req,
+            self.settings.default_ef,
+            deadline,
+            self.parallel,
+            self._hidden(req.collection, segments),
         )
 
     def run_prepared(self, prepared: PreparedSearch) -> HitColumns:
@@ -384,12 +415,14 @@ class QueryNode:
     def query(self, req: QueryRequest, deadline: Deadline | None = None) -> wire.RowsAnswer:
         with self.metrics.search_duration.labels("query").time():
             schema, segments = self._serving(req.collection, req.partitions)
-            return wire.RowsAnswer(rows=run_query(schema, segments, req, deadline))
+            hidden = self._hidden(req.collection, segments)
+            return wire.RowsAnswer(rows=run_query(schema, segments, req, deadline, hidden))
 
     def get(self, req: GetRequest, deadline: Deadline | None = None) -> wire.RowsAnswer:
         with self.metrics.search_duration.labels("get").time():
             schema, segments = self._serving(req.collection, req.partitions)
-            return wire.RowsAnswer(rows=run_get(schema, segments, req, deadline))
+            hidden = self._hidden(req.collection, segments)
+            return wire.RowsAnswer(rows=run_get(schema, segments, req, deadline, hidden))
 
 
 @dataclass(eq=False)

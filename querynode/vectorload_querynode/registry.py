@@ -174,6 +174,11 @@ class Registry:
                 if k.collection == collection and e.serving is not None
             ]
 
+    def has_entry(self, key: SegmentKey) -> bool:
+        """The segment is held, loading or failed here (not released)."""
+        with self._lock:
+            return key in self._entries
+
     def has_loading(self, collection: str) -> bool:
         with self._lock:
             return any(k.collection == collection and e.job is not None for k, e in self._entries.items())

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,15 @@ SEARCH_THREADS = 1  # hnswlib threads of a filtered knn_query (its filter calls 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 ANNS_FIELD = key(SearchBody, "anns_field")
 DEADLINE_CHECK_ROWS = 1024  # rows built between two deadline checks
+# an unfiltered search of a segment with at most this many hidden rows (deleted, or older
+# versions of an upserted key) asks hnswlib for k + hidden neighbours and drops the hidden ones,
+# keeping hnswlib's threads; more hidden rows go through the filter path like a filter does
+OVERFETCH_HIDDEN_ROWS = 1024
+
+Mask = npt.NDArray[np.bool_]
+Hidden = Mapping[tuple[str, str], Mask]
+"""Per (partition, segment id): the rows deletes and newer versions hide (visibility.py)."""
+NO_HIDDEN: Hidden = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -340,6 +350,26 @@ def segment_search(
     return out_labels, out_dists
 
 
+def overfetch_search(
+    vindex: VectorIndex,
+    req: SearchRequest,
+    ef: int,
+    rows: int,
+    hidden: Mask,
+    count: int,
+    num_threads: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Top-k of a segment with `count` hidden rows and no filter: hnswlib's top k + count (at
+    most `count` of them hidden, so at least k visible per query), the hidden ones dropped. The
+    same answer as the filter path, without a Python call per candidate."""
+    k = req.top_k + count
+    labels, dists = segment_search(vindex, req.vectors, k, max(ef, k), rows, None, num_threads)
+    if labels.shape[1] == 0:
+        return labels, dists
+    order = np.argsort(hidden[labels], axis=1, kind="stable")[:, : req.top_k]  # visible first, in order
+    return np.take_along_axis(labels, order, axis=1), np.take_along_axis(dists, order, axis=1)
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """How one search may use the node's cores: `threads` in all, `pool` (a dedicated executor
@@ -384,6 +414,7 @@ class PreparedSearch:
     in_pool: bool  # search the segments side by side (else one after another)
     num_threads: int  # hnswlib threads per knn_query
     deadline: Deadline | None
+    hidden: Hidden = field(default_factory=dict)  # rows of held segments deletes and upserts hide
 
     @classmethod
     def prepare(
@@ -394,6 +425,7 @@ class PreparedSearch:
         default_ef: int = DEFAULT_EF,
         deadline: Deadline | None = None,
         parallel: Parallelism = SEQUENTIAL,
+        hidden: Hidden = NO_HIDDEN,
     ) -> PreparedSearch:
         anns = choose_anns_field(req.anns_field, schema, segments)
         field = schema.field(anns)
@@ -409,18 +441,24 @@ class PreparedSearch:
         outputs = plan_outputs(req.output_fields, schema, segments)
         ef = req.ef if req.ef is not None else max(default_ef, req.top_k)
         in_pool, num_threads = parallel.plan(len(req.vectors), len(segments), bound is not None)
-        return cls(schema, segments, req, anns, bound, outputs, ef, in_pool, num_threads, deadline)
+        return cls(schema, segments, req, anns, bound, outputs, ef, in_pool, num_threads, deadline, hidden)
 
     @property
     def light(self) -> bool:
         """No filter, no output fields: everything but `knn_query` is a few numpy calls."""
-        return self.bound is None and not (self.outputs.names or self.outputs.star)
+        return self.bound is None and not (self.outputs.names or self.outputs.star) and not self.hidden
 
     def segment(self, segment: LoadedSegment) -> SegmentAnswer:
         _check(self.deadline)
         mask = evaluate(self.bound.expr, segment) if self.bound is not None else None
         req = self.req
         vindex = segment.vectors[self.anns]
+        hidden = self.hidden.get((segment.partition, segment.segment_id))
+        if hidden is not None:
+            count = int(hidden.sum())
+            if mask is None and count <= OVERFETCH_HIDDEN_ROWS and req.top_k + count <= segment.rows:
+                return overfetch_search(vindex, req, self.ef, segment.rows, hidden, count, self.num_threads)
+            mask = ~hidden if mask is None else mask & ~hidden
         return segment_search(vindex, req.vectors, req.top_k, self.ef, segment.rows, mask, self.num_threads)
 
     def all_segments(self) -> list[SegmentAnswer]:
@@ -515,6 +553,7 @@ def run_query(
     segments: list[LoadedSegment],
     req: QueryRequest,
     deadline: Deadline | None = None,
+    hidden: Hidden = NO_HIDDEN,
 ) -> list[dict[str, Any]]:
     bound = bind_filter(req.filter, schema, segments, req.filter_limits)
     assert bound is not None
@@ -522,7 +561,11 @@ def run_query(
     rows: list[dict[str, Any]] = []
     for segment in segments:
         _check(deadline)
-        for row in np.flatnonzero(evaluate(bound.expr, segment)).tolist():
+        matched = evaluate(bound.expr, segment)
+        gone = hidden.get((segment.partition, segment.segment_id))
+        if gone is not None:
+            matched = matched & ~gone
+        for row in np.flatnonzero(matched).tolist():
             if len(rows) % DEADLINE_CHECK_ROWS == 0:
                 _check(deadline)
             rows.append(_row(schema, segment, row, outputs))
@@ -536,6 +579,7 @@ def run_get(
     segments: list[LoadedSegment],
     req: GetRequest,
     deadline: Deadline | None = None,
+    hidden: Hidden = NO_HIDDEN,
 ) -> list[dict[str, Any]]:
     pk = schema.primary_key
     want_int = pk.type == "int64"
@@ -560,6 +604,9 @@ def run_get(
             hits = np.flatnonzero(
                 np.fromiter((v in ids for v in segment.pks), dtype=bool, count=segment.rows)
             )
+        gone = hidden.get((segment.partition, segment.segment_id))
+        if gone is not None:
+            hits = hits[~gone[hits]]
         for row in hits.tolist():
             key = _json_value(segment.pks[row])
             found.setdefault(key, _row(schema, segment, row, outputs))

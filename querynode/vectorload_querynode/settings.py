@@ -46,6 +46,9 @@ class Settings:
     meta_cache: MetaCacheLimits = field(default_factory=MetaCacheLimits)  # --meta-cache-*
     # --search-threads: threads one search may use (segments in parallel, hnswlib num_threads)
     search_threads: int = 1
+    # --delta-interval: seconds between two polls of the held collections' generations (deletes
+    # and upserts published as deltas become invisible within about this)
+    delta_interval: float = 0.1
 
     def data_tokens(self) -> tuple[str, ...]:
         """Tokens the data API accepts: the data token and the control token (which may do more)."""
@@ -177,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--default-ef", type=int, default=64, help="hnswlib ef when a search gives none")
     p.add_argument(
+        "--delta-interval",
+        type=float,
+        default=0.1,
+        help="seconds between two polls of the held collections' deltas (default 0.1): a delete "
+        "or an upsert published in storage hides the old rows within about this",
+    )
+    p.add_argument(
         "--search-threads",
         default="auto",
         help="threads one search may use: its segments are searched in parallel and batches get "
@@ -225,6 +235,8 @@ def parse_settings(argv: list[str]) -> Settings:
     if args.meta_cache_entries < 0:
         raise SettingsError(f"--meta-cache-entries must not be negative, got {args.meta_cache_entries}")
     search_threads = _search_threads(args.search_threads)
+    if not 0 < args.delta_interval <= 60:
+        raise SettingsError(f"--delta-interval must be in (0, 60] seconds, got {args.delta_interval}")
     if not args.request_timeout > 0:
         raise SettingsError(f"--request-timeout must be positive seconds, got {args.request_timeout}")
     token = _read_token(args.token_file, TOKEN_ENV, "token")
@@ -254,6 +266,7 @@ def parse_settings(argv: list[str]) -> Settings:
         verify_in_process=args.verify_in_process,
         open_data_api=args.open_data_api,
         search_threads=search_threads,
+        delta_interval=args.delta_interval,
         limits=Limits(
             max_request_bytes=max_request,
             max_json_depth=args.max_json_depth,

@@ -2,8 +2,9 @@
 PodDisruptionBudget, Service, credentials Secret, least-privilege Roles, monitoring and toggle.
 
 The proxy's command line is fixed (issue 10): `vectorload proxy --port --http-port --bind-address
---namespace --watch-namespaces --storage-root --querynode-selector --credentials-file | --no-auth
---data-token-file`; these tests check that the chart passes exactly those flags, wired to the
+--namespace --watch-namespaces --storage-root --read-only --querynode-selector --credentials-file |
+--no-auth --data-token-file` (`--read-only`: the chart mounts storage read-only, so the write path
+of issue 12 is off); these tests check that the chart passes exactly those flags, wired to the
 volumes, ports and Secrets it renders."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PROXY_FLAGS = {
     "--namespace",
     "--watch-namespaces",
     "--storage-root",
+    "--read-only",
     "--querynode-selector",
     "--credentials-file",
     "--no-auth",

@@ -311,16 +311,16 @@ def test_an_unimplemented_method_answers_grpc_unimplemented_and_the_proxy_keeps_
 ) -> None:
     auth = [("authorization", b64(ROOT_TOKEN))]
     for method, request in (
-        ("CreateCollection", milvus_pb2.CreateCollectionRequest(collection_name="x")),
-        ("Insert", milvus_pb2.InsertRequest(collection_name="book")),
-        ("Flush", milvus_pb2.FlushRequest()),
+        ("CreateAlias", milvus_pb2.CreateAliasRequest(collection_name="book", alias="x")),
+        ("Import", milvus_pb2.ImportRequest(collection_name="book")),
+        ("ManualCompaction", milvus_pb2.ManualCompactionRequest()),
     ):
         with pytest.raises(grpc.RpcError) as info:
             grpc_call(proxy, method, request, auth)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert info.value.details() == "Method not implemented!"
     assert grpc_call(proxy, "GetVersion", milvus_pb2.GetVersionRequest(), auth).version.startswith("v2.")
-    assert 'code="UNIMPLEMENTED",method="CreateCollection"' in proxy.metrics()
+    assert 'code="UNIMPLEMENTED",method="CreateAlias"' in proxy.metrics()
 
 
 def test_describe_has_and_list_calls(proxy: ProxyProcess, client: MilvusClient) -> None:

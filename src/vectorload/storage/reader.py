@@ -30,6 +30,7 @@ from vectorload.storage.manifest import (
     retired_marker_name,
 )
 from vectorload.storage.names import check_name, check_segment_id
+from vectorload.storage.properties import effective_schema, read_properties
 from vectorload.storage.schema_json import schema_from_dict
 
 COLLECTION_FILE = "collection.json"
@@ -100,10 +101,12 @@ class BackendReader:
             raise StorageError("CollectionNotFound", f"collection {collection!r} not found")
         try:
             data = json.loads(self.backend.read_bytes(rel))
-            return schema_from_dict(data, name=collection)
+            schema = schema_from_dict(data, name=collection)
         except (ValueError, StorageError) as exc:
             message = exc.message if isinstance(exc, StorageError) else str(exc)
             raise StorageError("CorruptManifest", f"{rel}: {message}") from exc
+        # an index definition (properties.json) decides its field's metric
+        return effective_schema(schema, read_properties(self.backend, collection))
 
     def _require_collection(self, collection: str) -> None:
         check_name("collection", collection)
