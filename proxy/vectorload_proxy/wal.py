@@ -296,4 +296,7 @@ class WriteAheadLog:
             self._thread.join(10)
         if self._file is not None:
             self._file.close()
-        os.close(self._lock_fd)
+            self._file = None
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:  # closed once: a second close would hit whatever reuses the number
+            os.close(fd)

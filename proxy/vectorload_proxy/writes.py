@@ -235,9 +235,13 @@ class WriteApi:
         except Exception:
             log.exception("the last seal failed; the log is replayed by the next proxy")
         self.wal.close()
-        for adopted in self._adopted.values():
-            if adopted.lock_fd is not None:
-                os.close(adopted.lock_fd)
+        with self._lock:
+            adopted, self._adopted = list(self._adopted.values()), {}
+            fds = [lg.lock_fd for lg in adopted if lg.lock_fd is not None]
+            for lg in adopted:
+                lg.lock_fd = None
+        for fd in fds:  # unsealed records stay in those logs: the next proxy adopts them
+            os.close(fd)
 
     def _newest_ts(self) -> int:
         newest = 0
@@ -795,12 +799,18 @@ class WriteApi:
                 self._retire_adopted(adopted)
 
     def _retire_adopted(self, lg: _Log) -> None:
-        wal.remove_log(lg.directory)
-        if lg.lock_fd is not None:
-            os.close(lg.lock_fd)
-            lg.lock_fd = None
+        """Remove a wholly sealed adopted log, then let go of its flock. The sealer and the
+        adopting compactor can both get here for one log: only the caller that takes it out of
+        `_adopted` closes its descriptor — a second `os.close` of the same number would close
+        whatever the process opened since under it (grpc's epoll descriptor: the proxy aborted)."""
         with self._lock:
-            self._adopted.pop(lg.instance, None)
+            if self._adopted.get(lg.instance) is not lg:
+                return  # retired already
+            del self._adopted[lg.instance]
+            fd, lg.lock_fd = lg.lock_fd, None
+        wal.remove_log(lg.directory)  # still holding the flock: no other proxy adopts it meanwhile
+        if fd is not None:
+            os.close(fd)
 
     # ---------------------------------------------------------------------------- compactor
 
