@@ -86,13 +86,12 @@ class PymilvusDriver:
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("ab")
         self.proc: subprocess.Popen[str] = subprocess.Popen(
-            [str(python), str(DRIVER), *args],
+            die_with_parent([str(python), str(DRIVER), *args]),
             env=None if env is None else {**os.environ, **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            preexec_fn=die_with_parent(),
         )
         self.hello = self._read()
 

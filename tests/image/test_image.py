@@ -310,11 +310,10 @@ def test_querynode_in_the_image_loads_the_sample_and_answers_a_search(
     )
     # buildah passes SIGTERM on to the querynode; it gets one when this process dies, too
     node = subprocess.Popen(
-        argv,
+        die_with_parent(argv, signal.SIGTERM),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=die_with_parent(signal.SIGTERM),
     )
     try:
         _poll("/healthz", lambda: _http(port, "/healthz")[0] == 200, 60, node)

@@ -46,7 +46,7 @@ def test_two_runs_of_the_cluster_packages_at_once_both_pass(
         ]  # fmt: skip
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+                die_with_parent(command), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         runs.append((proc, log, junit, time.monotonic()))
     ended = []

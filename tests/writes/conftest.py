@@ -5,6 +5,7 @@ CollectionLoad behind; collections are named per test."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -33,7 +34,8 @@ PROXY_ARGS = ["--seal-interval", "0.2", "--compaction-interval", "1", "--compact
 def writes_workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="vectorload-writes-tests-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("VECTORLOAD_KEEP_TEST_DIRS"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -311,12 +311,11 @@ class ControlPlane:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = (self.logs_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            cmd,
+            die_with_parent(cmd) if self.die_with_parent else cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         log.close()
         self._procs[name] = proc

@@ -141,14 +141,13 @@ class BackgroundKubelet:
         ]  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                cmd,
+                # SIGTERM, not SIGKILL: a clean kubelet shutdown that stops its pods
+                cmd if self.detached else die_with_parent(cmd, signal.SIGTERM),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
-                # SIGTERM, not SIGKILL: a clean kubelet shutdown that stops its pods
-                preexec_fn=None if self.detached else die_with_parent(signal.SIGTERM),
             )
         self.pid = self.proc.pid
         start = _start_time(self.pid)

@@ -53,14 +53,13 @@ class Process:
         record.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
-                *launch.argv,
+                *die_with_parent(launch.argv),
                 env=launch.env,
                 cwd=str(launch.cwd),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent(),
             )
         _write_record(record, proc.pid, launch.argv)
         return cls(proc, record)
@@ -117,14 +116,13 @@ def kill_stale(record_dir: Path) -> list[int]:
 async def run_once(launch: Launch, limit: float) -> tuple[int, str]:
     """Run a command to completion (exec probes): exit code and up to 1 KiB of output."""
     proc = await asyncio.create_subprocess_exec(
-        *launch.argv,
+        *die_with_parent(launch.argv),
         env=launch.env,
         cwd=str(launch.cwd),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=die_with_parent(),
     )
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=limit)

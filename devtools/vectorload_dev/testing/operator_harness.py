@@ -172,7 +172,7 @@ class OperatorProcess:
         env.pop("VECTORLOAD_TOKEN", None)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+                die_with_parent(self.command), env=env, stdout=log, stderr=subprocess.STDOUT
             )
         wait_for("operator liveness", self._alive, timeout=timeout)
         return self

@@ -168,7 +168,7 @@ class ProxyProcess:
         env.pop("VECTORLOAD_DATA_TOKEN", None)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+                die_with_parent(self.command), env=env, stdout=log, stderr=subprocess.STDOUT
             )
         wait_for("proxy /readyz", self._ready, timeout=timeout)
         return self

@@ -128,11 +128,11 @@ class QuerynodeProcess:
         if self.log_path is not None:
             self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(),
+            # a killed test run leaves no querynode behind
+            die_with_parent(self.command()),
             env=env,
             stdout=self._log if self._log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log is not None else subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),  # a killed test run leaves no querynode behind
         )
         self.wait_ready(timeout)
         return self
