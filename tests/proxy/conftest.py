@@ -18,12 +18,10 @@ from pathlib import Path
 import pytest
 
 from vectorload.storage.sample import write_sample
-from vectorload_dev.cluster.binaries import ensure_built
-from vectorload_dev.cluster.cli import install_crds
 from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.testing import wait_for
 from vectorload_dev.testing.operator_harness import TEST_TOKEN, OperatorProcess, QuerynodePool
-from vectorload_dev.testing.proxy_harness import NAMESPACE, ProxyProcess, write_my_collection
+from vectorload_dev.testing.proxy_harness import NAMESPACE, ProxyProcess, start_plane, write_my_collection
 
 OPERATOR_ARGS = [
     "--dist-pull-interval", "0.25",
@@ -42,19 +40,8 @@ def proxy_workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def proxy_plane(proxy_workdir: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(proxy_workdir / "control-plane", ensure_built(build=False))
+    plane = start_plane(proxy_workdir / "control-plane", NAMESPACE)
     try:
-        plane.start()
-        install_crds(plane)
-        plane.kubectl("create", "namespace", NAMESPACE)
-        wait_for(
-            f"ServiceAccount default in {NAMESPACE}",
-            lambda: (
-                plane.kubectl("-n", NAMESPACE, "get", "serviceaccount", "default", check=False).returncode
-                == 0
-            ),
-            timeout=60,
-        )
         yield plane
     finally:
         plane.stop(remove_state=False)

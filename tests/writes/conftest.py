@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
-from vectorload_dev.cluster.binaries import ensure_built
-from vectorload_dev.cluster.cli import install_crds
 from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.testing import wait_for
 from vectorload_dev.testing.operator_harness import TEST_TOKEN, OperatorProcess, QuerynodePool
-from vectorload_dev.testing.proxy_harness import NAMESPACE, ROOT_TOKEN, ProxyProcess
+from vectorload_dev.testing.proxy_harness import NAMESPACE, ROOT_TOKEN, ProxyProcess, start_plane
 
 OPERATOR_ARGS = [
     "--dist-pull-interval", "0.2",
@@ -40,19 +38,8 @@ def writes_workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def writes_plane(writes_workdir: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(writes_workdir / "control-plane", ensure_built(build=False))
+    plane = start_plane(writes_workdir / "control-plane", NAMESPACE)
     try:
-        plane.start()
-        install_crds(plane)
-        plane.kubectl("create", "namespace", NAMESPACE)
-        wait_for(
-            f"ServiceAccount default in {NAMESPACE}",
-            lambda: (
-                plane.kubectl("-n", NAMESPACE, "get", "serviceaccount", "default", check=False).returncode
-                == 0
-            ),
-            timeout=60,
-        )
         yield plane
     finally:
         plane.stop(remove_state=False)

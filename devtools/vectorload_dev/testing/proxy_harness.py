@@ -28,6 +28,8 @@ from pymilvus import MilvusClient
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.storage.writer import CollectionWriter
+from vectorload_dev.cluster.binaries import ensure_built
+from vectorload_dev.cluster.cli import install_crds
 from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.loopback import free_port, run_slot
 from vectorload_dev.procutil import die_with_parent
@@ -91,6 +93,29 @@ def write_my_collection(root: Path) -> None:
             M=16,
             ef_construction=100,
         )
+
+
+def start_plane(state_dir: Path, namespace: str) -> ControlPlane:
+    """A control plane of its own (what a proxy test package runs against): started, the CRD
+    installed, `namespace` created and its default ServiceAccount there (pods and CollectionLoads
+    can be made). The caller stops it; a failure on the way stops it here."""
+    plane = ControlPlane(state_dir, ensure_built(build=False))
+    try:
+        plane.start()
+        install_crds(plane)
+        plane.kubectl("create", "namespace", namespace)
+        wait_for(
+            f"ServiceAccount default in {namespace}",
+            lambda: (
+                plane.kubectl("-n", namespace, "get", "serviceaccount", "default", check=False).returncode
+                == 0
+            ),
+            timeout=60,
+        )
+    except BaseException:
+        plane.stop(remove_state=False)
+        raise
+    return plane
 
 
 class ProxyProcess:

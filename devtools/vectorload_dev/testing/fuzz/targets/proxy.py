@@ -48,7 +48,7 @@ from vectorload_dev.testing.fuzz.model import Auth, Case, Surface
 from vectorload_dev.testing.fuzz.schema import schema_cases
 from vectorload_dev.testing.fuzz.surface import CaseClass, HttpSurface, Operation, carried_token
 from vectorload_dev.testing.fuzz.targets.querynode import COVER_DIM, INTRO_DIM, PARTITIONS, SAMPLE_FIELDS
-from vectorload_dev.testing.proxy_harness import API_KEY, ROOT_TOKEN, ProxyProcess
+from vectorload_dev.testing.proxy_harness import API_KEY, ROOT_TOKEN, ProxyProcess, start_plane
 from vectorload_proxy import errors, rest_types
 from vectorload_proxy.grpc_service import IMPLEMENTED, SERVICE
 from vectorload_proxy.rest import V2_ROUTES
@@ -703,30 +703,15 @@ def proxy_stack(workdir: Path | None = None, extra_args: list[str] | None = None
     from pymilvus import MilvusClient
 
     from vectorload.storage.sample import write_sample
-    from vectorload_dev.cluster.binaries import ensure_built
-    from vectorload_dev.cluster.cli import install_crds
-    from vectorload_dev.cluster.controlplane import ControlPlane
-    from vectorload_dev.testing import wait_for
     from vectorload_dev.testing.operator_harness import TEST_TOKEN, OperatorProcess, QuerynodePool
 
     own = workdir is None
     work = Path(tempfile.mkdtemp(prefix="vectorload-fuzz-proxy-")) if workdir is None else workdir
     namespace = "fuzz"
-    plane = ControlPlane(work / "control-plane", ensure_built(build=False))
     stops: list[Callable[[], object]] = []
     try:
-        plane.start()
+        plane = start_plane(work / "control-plane", namespace)
         stops.append(lambda: plane.stop())
-        install_crds(plane)
-        plane.kubectl("create", "namespace", namespace)
-        wait_for(
-            f"ServiceAccount default in {namespace}",
-            lambda: (
-                plane.kubectl("-n", namespace, "get", "serviceaccount", "default", check=False).returncode
-                == 0
-            ),
-            timeout=60,
-        )
         root = work / "storage"
         write_sample(root, size="tiny", seed=0, segment_rows=200)
         operator = OperatorProcess(
