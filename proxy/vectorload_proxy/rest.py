@@ -129,12 +129,22 @@ Route = Callable[[web.Request], Awaitable[Any]]
 # ------------------------------------------------------------------------------------ REST v2
 
 
-def v2_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[Any]]) -> Route:
-    """One REST v2 endpoint: auth, body, `{"code":0,"data":...}` or `{"code":N,"message":...}`."""
+Refusal = tuple[str, web.StreamResponse]  # the metric's code label, the answer
+
+
+def _route(
+    protocol: str,
+    name: str,
+    serve: Callable[[web.Request, bytes], Awaitable[web.StreamResponse]],
+    refuse: Callable[[Exception], Refusal],
+) -> Route:
+    """What every REST endpoint of `protocol` shares: in-flight, request and latency metrics,
+    the token check (401), the bounded body read, a client gone mid-body (a bare 400); `refuse`
+    turns any other exception into the protocol's answer (and logs the unexpected ones)."""
 
     async def run(request: web.Request) -> web.StreamResponse:
         metrics = request.app[METRICS_KEY]
-        metrics.in_flight.labels("rest_v2").inc()
+        metrics.in_flight.labels(protocol).inc()
         started = time.perf_counter()
         code = "0"
         try:
@@ -143,40 +153,50 @@ def v2_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[Any]])
             except AuthError:
                 code = str(NEED_AUTHENTICATE)
                 return _json({"code": NEED_AUTHENTICATE, "message": REST_NEED_AUTHENTICATE}, 401)
-            raw = await _read(request)
-            data = await handler(request, raw)
-            if isinstance(data, web.StreamResponse):
-                return data
-            return _json({"code": 0, "data": data})
-        except MilvusError as exc:
-            code = str(exc.code)
-            return _json(
-                {"code": exc.code, "message": exc.message}, 413 if exc.code == PARAMETER_TOO_LARGE else 200
-            )
-        except BodyError as exc:
-            number = {"malformed": INCORRECT_PARAMETER_FORMAT, "missing": MISSING_REQUIRED_PARAMETERS}.get(
-                exc.kind, PARAMETER_INVALID
-            )
-            code = str(number)
-            text = {
-                INCORRECT_PARAMETER_FORMAT: "can only accept json format request",
-                MISSING_REQUIRED_PARAMETERS: "missing required parameters",
-                PARAMETER_INVALID: "invalid parameter",
-            }[number]
-            return _json({"code": number, "message": f"{text}, error: {echo(exc.message)}"})
+            return await serve(request, await _read(request))
         except ClientGone:
             code = "disconnected"
             return web.Response(status=400)
-        except Exception:
-            log.exception("unexpected error on POST %s", name)
-            code = "500"
-            return _json({"code": UNEXPECTED, "message": "unexpected error; see the proxy log"}, 500)
+        except Exception as exc:
+            code, response = refuse(exc)
+            if code == "500":
+                log.exception("unexpected error on %s %s", request.method, name)
+            return response
         finally:
-            metrics.in_flight.labels("rest_v2").dec()
-            metrics.requests.labels("rest_v2", name, code).inc()
-            metrics.latency.labels("rest_v2", name).observe(time.perf_counter() - started)
+            metrics.in_flight.labels(protocol).dec()
+            metrics.requests.labels(protocol, name, code).inc()
+            metrics.latency.labels(protocol, name).observe(time.perf_counter() - started)
 
     return run
+
+
+def _refuse_v2(exc: Exception) -> Refusal:
+    if isinstance(exc, MilvusError):
+        status = 413 if exc.code == PARAMETER_TOO_LARGE else 200
+        return str(exc.code), _json({"code": exc.code, "message": exc.message}, status)
+    if isinstance(exc, BodyError):
+        number = {"malformed": INCORRECT_PARAMETER_FORMAT, "missing": MISSING_REQUIRED_PARAMETERS}.get(
+            exc.kind, PARAMETER_INVALID
+        )
+        text = {
+            INCORRECT_PARAMETER_FORMAT: "can only accept json format request",
+            MISSING_REQUIRED_PARAMETERS: "missing required parameters",
+            PARAMETER_INVALID: "invalid parameter",
+        }[number]
+        return str(number), _json({"code": number, "message": f"{text}, error: {echo(exc.message)}"})
+    return "500", _json({"code": UNEXPECTED, "message": "unexpected error; see the proxy log"}, 500)
+
+
+def v2_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[Any]]) -> Route:
+    """One REST v2 endpoint: auth, body, `{"code":0,"data":...}` or `{"code":N,"message":...}`."""
+
+    async def serve(request: web.Request, raw: bytes) -> web.StreamResponse:
+        data = await handler(request, raw)
+        if isinstance(data, web.StreamResponse):
+            return data
+        return _json({"code": 0, "data": data})
+
+    return _route("rest_v2", name, serve, _refuse_v2)
 
 
 def _db(request: web.Request, body_db: str) -> str:
@@ -510,42 +530,22 @@ def _v1_status(exc: MilvusError) -> dict[str, Any]:
     return {"error_code": old_code(exc.code), "reason": exc.message, "code": exc.code}
 
 
-def v1_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[None]]) -> Route:
-    async def run(request: web.Request) -> web.StreamResponse:
-        metrics = request.app[METRICS_KEY]
-        metrics.in_flight.labels("rest_v1").inc()
-        started = time.perf_counter()
-        code = "0"
-        try:
-            try:
-                _check_auth(request)
-            except AuthError:
-                code = str(NEED_AUTHENTICATE)
-                return _json({"code": NEED_AUTHENTICATE, "message": REST_NEED_AUTHENTICATE}, 401)
-            raw = await _read(request)
-            await handler(request, raw)
-            return _json({})
-        except MilvusError as exc:
-            code = str(exc.code)
-            return _json(_v1_status(exc), 413 if exc.code == PARAMETER_TOO_LARGE else 200)
-        except BodyError as exc:
-            code = "400"
-            return _json(
-                {"error_code": 5, "reason": f"bad request: parse body failed: {echo(exc.message)}"}, 400
-            )
-        except ClientGone:
-            code = "disconnected"
-            return web.Response(status=400)
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, name)
-            code = "500"
-            return _json({"error_code": 1, "reason": "unexpected error; see the proxy log"}, 500)
-        finally:
-            metrics.in_flight.labels("rest_v1").dec()
-            metrics.requests.labels("rest_v1", name, code).inc()
-            metrics.latency.labels("rest_v1", name).observe(time.perf_counter() - started)
+def _refuse_v1(exc: Exception) -> Refusal:
+    if isinstance(exc, MilvusError):
+        return str(exc.code), _json(_v1_status(exc), 413 if exc.code == PARAMETER_TOO_LARGE else 200)
+    if isinstance(exc, BodyError):
+        return "400", _json(
+            {"error_code": 5, "reason": f"bad request: parse body failed: {echo(exc.message)}"}, 400
+        )
+    return "500", _json({"error_code": 1, "reason": "unexpected error; see the proxy log"}, 500)
 
-    return run
+
+def v1_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[None]]) -> Route:
+    async def serve(request: web.Request, raw: bytes) -> web.StreamResponse:
+        await handler(request, raw)
+        return _json({})
+
+    return _route("rest_v1", name, serve, _refuse_v1)
 
 
 async def v1_load_collection(request: web.Request, raw: bytes) -> None:
