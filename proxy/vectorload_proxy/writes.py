@@ -18,7 +18,9 @@ sealer turns the logged records into storage every `seal_interval` seconds (and 
 Timestamps come from one `HybridClock` per proxy (seeded above the newest timestamp in storage)
 and are taken in log order, so a proxy's writes apply in the order they were acknowledged. Two
 proxy replicas order their writes by their clocks (wall time in ms, then a counter): writes to
-one key through different proxies within a clock-skew apart may resolve either way.
+one key through different proxies within a clock-skew apart may resolve either way. `auto_id`
+keys come from the storage root's id allocator (`vectorload.storage.ids`: blocks reserved under a
+flock), not from the clock, so two proxies inserting in the same millisecond never share a key.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import numpy as np
 
 from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, StorageError
 from vectorload.storage.compaction import collect_garbage, compact, pick_small_segments
+from vectorload.storage.ids import IdAllocator
 from vectorload.storage.properties import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_M,
@@ -197,6 +200,8 @@ class WriteApi:
         self.reader = FilesystemReader(self.root)
         self.clock = HybridClock()
         self.clock.observe(self._newest_ts())
+        # auto ids: blocks reserved on the storage root, unique across proxy replicas
+        self.ids = IdAllocator(self.root, self.clock.now)
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()  # one seal at a time
         self.wal = WriteAheadLog(self.root, self._durable)
@@ -430,9 +435,12 @@ class WriteApi:
         return self.properties(collection).auto_id
 
     def allocate_ids(self, n: int) -> list[int]:
-        first = self.clock.now()
-        self.clock.observe(first + n - 1)
-        return list(range(first, first + n))
+        try:
+            return list(self.ids.allocate(n))
+        except StorageError as exc:
+            raise service_unavailable(f"allocating auto ids: {exc.message}") from None
+        except OSError as exc:
+            raise service_unavailable(f"allocating auto ids in {self.ids.directory}: {exc}") from None
 
     async def _partition(self, collection: str, partition: str) -> str:
         name = partition or DEFAULT_PARTITION
