@@ -2,10 +2,12 @@
 PodDisruptionBudget, Service, credentials Secret, least-privilege Roles, monitoring and toggle.
 
 The proxy's command line is fixed (issue 10): `vectorload proxy --port --http-port --bind-address
---namespace --watch-namespaces --storage-root --read-only --querynode-selector --credentials-file |
---no-auth --data-token-file` (`--read-only`: the chart mounts storage read-only, so the write path
-of issue 12 is off); these tests check that the chart passes exactly those flags, wired to the
-volumes, ports and Secrets it renders."""
+--namespace --watch-namespaces --storage-root --querynode-selector --credentials-file | --no-auth
+--data-token-file`, then either `--read-only` (the default: storage mounted read-only, no write
+path) or, with `proxy.writes.enabled` (issue 12), the write path's `--seal-interval` and
+`--compaction-interval --compaction-small-rows --gc-grace | --no-compaction` with storage mounted
+read-write; these tests check that the chart passes exactly those flags, wired to the volumes,
+ports and Secrets it renders."""
 
 from __future__ import annotations
 
@@ -16,7 +18,16 @@ from typing import Any
 
 import pytest
 
-from vectorload_dev.testing.chart import CHART, CI_VALUES, Manifest, Render, find, one
+from vectorload_dev.testing.chart import (
+    CHART,
+    CI_VALUES,
+    Manifest,
+    Render,
+    find,
+    one,
+    run_helm,
+    template_args,
+)
 
 CI = {path.stem.removesuffix("-values"): path for path in CI_VALUES}
 PROXY_FLAGS = {
@@ -31,7 +42,13 @@ PROXY_FLAGS = {
     "--credentials-file",
     "--no-auth",
     "--data-token-file",
+    "--seal-interval",
+    "--compaction-interval",
+    "--compaction-small-rows",
+    "--gc-grace",
+    "--no-compaction",
 }
+WRITE_FLAGS = {"--seal-interval", "--compaction-interval", "--compaction-small-rows", "--gc-grace"}
 PROXY_RULES = {
     ("vectorload.io", "collectionloads", verb)
     for verb in ("get", "list", "watch", "create", "patch", "update", "delete")
@@ -111,14 +128,17 @@ def test_proxy_command_line_and_its_files(render: Render, values: Path) -> None:
     env = {e["name"]: e for e in c["env"]}
     assert args["--namespace"] == "$(POD_NAMESPACE)"
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    # the catalog: the querynodes' storage, read-only
+    # the catalog: the querynodes' storage, read-only unless the write path is on
+    writes = values.stem == "writes-values"
+    assert ("--read-only" in args) is not writes
+    assert set(args) >= WRITE_FLAGS if writes else not WRITE_FLAGS & set(args)
     storage = mount_of(c, args["--storage-root"])
-    assert storage["name"] == "storage" and storage["readOnly"] is True
+    assert storage["name"] == "storage" and storage["readOnly"] is not writes
     qn = one(manifests, "StatefulSet", "-querynode")
     qn_volumes = {v["name"]: v for v in qn["spec"]["template"]["spec"]["volumes"]}
     proxy_storage = volume(manifests, "storage")
     if "persistentVolumeClaim" in proxy_storage:
-        assert proxy_storage["persistentVolumeClaim"]["readOnly"] is True
+        assert proxy_storage["persistentVolumeClaim"]["readOnly"] is not writes
         assert (
             proxy_storage["persistentVolumeClaim"]["claimName"]
             == (qn_volumes["storage"]["persistentVolumeClaim"]["claimName"])
@@ -148,6 +168,44 @@ def test_proxy_command_line_and_its_files(render: Render, values: Path) -> None:
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+
+
+def test_writes_mount_storage_read_write_for_the_proxy_only(render: Render) -> None:
+    manifests = render([CI["writes"]])
+    args = flags(proxy_container(manifests)["args"])
+    assert "--read-only" not in args and "--no-compaction" not in args
+    assert (
+        args["--seal-interval"],
+        args["--compaction-interval"],
+        args["--compaction-small-rows"],
+        args["--gc-grace"],
+    ) == ("0.5", "10", "8192", "120")
+    proxy_claim = volume(manifests, "storage")["persistentVolumeClaim"]
+    assert proxy_claim == {"claimName": "vectorload-collections-rwx", "readOnly": False}
+    assert mount_of(proxy_container(manifests), args["--storage-root"])["readOnly"] is False
+    # the querynodes keep reading storage through a read-only mount of the same claim
+    qn = one(manifests, "StatefulSet", "-querynode")["spec"]["template"]["spec"]
+    (qn_claim,) = [v["persistentVolumeClaim"] for v in qn["volumes"] if v["name"] == "storage"]
+    assert qn_claim == {"claimName": "vectorload-collections-rwx", "readOnly": True}
+    (qn_mount,) = [m for m in qn["containers"][0]["volumeMounts"] if m["name"] == "storage"]
+    assert qn_mount["readOnly"] is True
+    off = flags(proxy_container(render([CI["writes"]], {"proxy.writes.compaction.enabled": "false"}))["args"])
+    assert "--no-compaction" in off and not {"--compaction-interval", "--gc-grace"} & set(off)
+    host = render(set_values={"storage.hostPath": "/srv/collections", "proxy.writes.enabled": "true"})
+    assert volume(host, "storage")["hostPath"]["path"] == "/srv/collections"
+    assert mount_of(proxy_container(host), "/var/lib/vectorload")["readOnly"] is False
+
+
+def test_writes_without_shared_storage_are_refused(helm_bin: Path) -> None:
+    proc = run_helm(helm_bin, *template_args(set_values={"proxy.writes.enabled": "true"}), check=False)
+    assert proc.returncode != 0
+    assert "proxy.writes.enabled needs storage every proxy and querynode pod shares" in proc.stderr
+    for bad, key in (
+        ({"proxy.writes.sealInterval": "0"}, "sealInterval"),
+        ({"proxy.writes.nope": "1"}, "nope"),
+    ):
+        proc = run_helm(helm_bin, *template_args(set_values={"storage.hostPath": "/srv", **bad}), check=False)
+        assert proc.returncode != 0 and key in proc.stderr, proc.stderr
 
 
 def test_proxy_deployment_pdb_and_service(render: Render) -> None:

@@ -66,11 +66,13 @@ def local_values(
     operator_args: tuple[str, ...] = (),
     proxy: int = 0,
     proxy_args: tuple[str, ...] = (),
+    proxy_writes: bool = False,
 ) -> dict[str, Any]:
     """Chart values for running on the process kubelet: pods bind their own pod IP (127.x.y.N),
     storage is a hostPath holding a local storage root, small resources, fast probes. `proxy`:
     that many proxy pods (the Milvus front door); 0 leaves it out, as the tests of the operator
-    and querynodes do."""
+    and querynodes do. `proxy_writes`: the proxies serve the write path on the storage root
+    (`proxy.writes.enabled`)."""
     node_selector = {"kubernetes.io/hostname": node_name}
     proxy_values: dict[str, Any] = {"enabled": False}
     if proxy:
@@ -80,6 +82,7 @@ def local_values(
             "bindAddress": "$(POD_IP)",
             "nodeSelector": node_selector,
             "extraArgs": list(proxy_args),
+            "writes": {"enabled": proxy_writes},
             "terminationGracePeriodSeconds": 5,
             "resources": {
                 "requests": {"cpu": "50m", "memory": "128Mi"},
