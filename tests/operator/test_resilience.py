@@ -204,7 +204,9 @@ def _metric(text: str, name: str) -> float:
 def test_operator_restart_mid_load_no_duplicates_and_orphans_released(
     pool: QuerynodePool, operator: OperatorProcess
 ) -> None:
-    qn = pool.add_node("qn-0")
+    # each file waits 0.1 s: the 6 segments take over a second, so the kill lands mid-load even
+    # on a busy machine (without it the tiny segments could all be Loaded before the kill)
+    qn = pool.add_node("qn-0", extra_args=["--load-step-delay=0.1"])
     pool.apply("book", {"collection": "book", "partitions": ["_default", "novel"]})
     wait_for("loading started", lambda: pool.held("qn-0", None), timeout=20, interval=0.02)
     operator.stop(kill=True)
