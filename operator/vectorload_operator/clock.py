@@ -3,15 +3,19 @@
 Why: the loop decides with monotonic time (pass timing, backoff timers, task settling) and writes
 wall time (condition transition times, `lastFailure.time`, events, the load-duration metric and
 the last-progress gauge). Every part takes a `Clock`, so a test drives both by hand and nothing
-monkeypatches `time`. The formatter is the one place the product writes a Kubernetes timestamp.
+monkeypatches `time`. The formatter (`vectorload.timefmt.rfc3339`, re-exported here) is the one
+place the product writes a timestamp.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from vectorload.timefmt import rfc3339
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "rfc3339"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,3 @@ class Clock:
 
 
 SYSTEM_CLOCK = Clock()
-
-
-def rfc3339(wall: float) -> str:
-    """Unix seconds as Kubernetes writes `metav1.Time`: UTC, whole seconds, `Z` (2026-01-01T00:00:00Z)."""
-    return dt.datetime.fromtimestamp(wall, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

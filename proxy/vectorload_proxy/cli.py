@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds a compacted (retired) segment stays in storage before it is removed (default 60)",
     )
+    writes.add_argument(
+        "--import-root",
+        type=Path,
+        default=None,
+        help="where bulk import (`do_bulk_insert`, REST jobs/import) finds its files: their paths are "
+        "relative to it (default <storage root>/.import)",
+    )
     limits = p.add_argument_group("limits (each refusal names the flag and its value)")
     limits.add_argument(
         "--max-request-bytes",
@@ -273,6 +280,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             compaction_interval=max(args.compaction_interval, 0.1),
             small_rows=max(args.compaction_small_rows, 1),
             gc_grace=max(args.gc_grace, 0.0),
+            import_root=args.import_root,
         ),
     )
 

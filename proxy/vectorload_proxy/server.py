@@ -205,6 +205,9 @@ class Proxy:
             if runner is not None:
                 await runner.cleanup()
         if self.writes is not None:
+            await (
+                self.writes.imports.close()
+            )  # running import jobs stop (Failed; their acknowledged rows stay)
             await asyncio.to_thread(self.writes.close)  # one last seal
         await self.nodes.close()
         self.kube.stop()

@@ -67,6 +67,7 @@ from .errors import (
     partition_not_found,
     service_unavailable,
 )
+from .imports import ImportJobs
 from .names import check_collection_name, check_partition_name
 from .rows import Batch
 from .wal import Record, WriteAheadLog
@@ -96,6 +97,7 @@ class WriteSettings:
     build_threads: int = -1  # hnswlib threads of a sealed segment's index build (-1: every core)
     upsert_delta_wait: float = 10.0  # at most this long an upsert's delete waits for its new rows to load
     compaction_threads: int = 1  # the compactor's: background work leaves the cores to sealing and searches
+    import_root: Path | None = None  # --import-root: bulk import files (None: <storage root>/.import)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class WriteApi:
         self.clock.observe(self._newest_ts())
         # auto ids: blocks reserved on the storage root, unique across proxy replicas
         self.ids = IdAllocator(self.root, self.clock.now)
+        self.imports = ImportJobs(self, self.settings.import_root)  # bulk import jobs (imports.py)
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()  # one seal at a time
         self.wal = WriteAheadLog(self.root, self._durable)
@@ -270,6 +273,14 @@ class WriteApi:
             if exc.reason == "CollectionNotFound":
                 raise collection_not_found(collection) from None
             raise service_unavailable(f"collection {collection}: {exc.message}") from None
+
+    def schema(self, collection: str) -> CollectionSchema:
+        """The collection's schema, or Milvus' collection-not-found."""
+        return self._schema(collection)
+
+    async def check_partition(self, collection: str, partition: str) -> str:
+        """The partition's name (`_default` for none), or Milvus' partition-not-found."""
+        return await self._partition(collection, partition)
 
     def properties(self, collection: str) -> CollectionProperties:
         try:

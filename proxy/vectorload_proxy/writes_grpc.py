@@ -5,6 +5,7 @@ answers (MutationResult as Milvus fills it: IDs, counts, the write's timestamp).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 from vectorload.storage.api import CollectionSchema, FieldSchema
 
 from .errors import echo, parameter_invalid, service_unavailable
+from .imports import ImportJob
 from .rows import BOOL, FLOAT, FLOAT_VECTOR, INT64, VARCHAR, Batch, batch_from_field_data, type_name
 from .writes import WriteApi
 
@@ -137,8 +139,34 @@ def _database(request: Any, context: grpc.aio.ServicerContext) -> str:
 
 WRITE_METHODS = (
     "CreateCollection", "DropCollection", "CreatePartition", "DropPartition", "CreateIndex", "DropIndex",
-    "Insert", "Upsert", "Delete", "Flush", "GetFlushState",
+    "Insert", "Upsert", "Delete", "Flush", "GetFlushState", "Import", "GetImportState", "ListImportTasks",
 )  # fmt: skip
+IMPORT_STATES = {
+    "Pending": common_pb2.ImportPending,
+    "Importing": common_pb2.ImportStarted,
+    "Completed": common_pb2.ImportCompleted,
+    "Failed": common_pb2.ImportFailed,
+}
+IMPORT_OPTIONS = ("timeout",)  # Milvus' `backup` / `sep` / `nullkey` options: not served
+
+
+def import_state(job: ImportJob) -> Any:
+    """GetImportStateResponse as Milvus fills it (infos: the keys pymilvus' BulkInsertState reads)."""
+    return milvus_pb2.GetImportStateResponse(
+        status=common_pb2.Status(),
+        state=IMPORT_STATES[job.state],
+        row_count=job.imported_rows,
+        id_list=job.id_ranges,
+        infos=[
+            common_pb2.KeyValuePair(key="failed_reason", value=job.reason),
+            common_pb2.KeyValuePair(key="files", value=",".join(job.files)),
+            common_pb2.KeyValuePair(key="collection", value=job.collection),
+            common_pb2.KeyValuePair(key="partition", value=job.partition),
+            common_pb2.KeyValuePair(key="progress_percent", value=str(job.progress)),
+        ],
+        id=job.id,
+        create_ts=int(job.created),
+    )
 
 
 class WriteMethods:
@@ -240,6 +268,32 @@ class WriteMethods:
             flush_coll_segIDs={n: schema_pb2.LongArray(data=[]) for n in stamps},
             coll_seal_times={n: ts >> 18 for n, ts in stamps.items()},
             coll_flush_ts=stamps,
+        )
+
+    async def Import(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        options = _params(request.options)
+        if options.get("backup", "false").lower() in ("false", "0", ""):
+            options.pop("backup", None)  # an ordinary import, not a restore of Milvus' backup files
+        unknown = sorted(set(options) - set(IMPORT_OPTIONS))
+        if unknown:
+            raise parameter_invalid(f"import option {echo(unknown[0])} is not supported by vectorload")
+        job = await self._writes.imports.create(
+            _database(request, context), request.collection_name, request.partition_name, list(request.files)
+        )
+        return milvus_pb2.ImportResponse(status=common_pb2.Status(), tasks=[job.id])
+
+    async def GetImportState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return import_state(await asyncio.to_thread(self._writes.imports.get, int(request.task)))
+
+    async def ListImportTasks(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        jobs = await asyncio.to_thread(
+            self._writes.imports.list,
+            _database(request, context),
+            request.collection_name,
+            max(int(request.limit), 0),
+        )
+        return milvus_pb2.ListImportTasksResponse(
+            status=common_pb2.Status(), tasks=[import_state(j) for j in jobs]
         )
 
     async def GetFlushState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -5,6 +5,7 @@ handed to the same domain layer as gRPC (`writes.WriteApi`), so both answer the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,8 +13,10 @@ import msgspec
 from aiohttp import web
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
+from vectorload.timefmt import rfc3339
 
-from .errors import echo, parameter_invalid, service_unavailable
+from .errors import echo, parameter_invalid, parameter_missing, service_unavailable
+from .imports import ImportJob
 from .rest_types import V2, decode
 from .rows import batch_from_rows
 from .writes import WriteApi
@@ -298,6 +301,116 @@ async def delete(request: web.Request, raw: bytes) -> Any:
     return {"deleteCount": out.delete_count}
 
 
+class V2Cloud(V2, frozen=True):
+    """Keys `pymilvus.bulk_writer` sends for Zilliz Cloud (empty against open-source Milvus)."""
+
+    cluster_id: str = ""
+    project_id: str = ""
+    region_id: str = ""
+    object_url: str = ""
+    object_urls: list[Any] | None = None
+    access_key: str = ""
+    secret_key: str = ""
+    token: str = ""
+    volume_name: str = ""
+    data_paths: list[Any] | None = None
+
+    def check_local(self) -> None:
+        for key in ("cluster_id", "project_id", "region_id", "object_url", "access_key", "secret_key",
+                    "token", "volume_name", "object_urls", "data_paths"):  # fmt: skip
+            if getattr(self, key):
+                camel = key.split("_")[0] + "".join(w.title() for w in key.split("_")[1:])
+                raise parameter_invalid(
+                    f"{camel} is a Zilliz Cloud import key; vectorload imports files of its import root"
+                )
+
+
+class V2ImportCreate(V2Cloud, frozen=True):
+    collection_name: str = ""  # required (checked: a default only because V2Cloud's keys have them)
+    db_name: str = ""
+    partition_name: str = ""
+    files: list[list[str]] = []  # noqa: RUF012 (a msgspec.Struct default, copied per instance)
+    options: dict[str, Any] = {}  # noqa: RUF012
+
+
+class V2ImportJob(V2Cloud, frozen=True):
+    job_id: str = ""  # required (checked)
+    db_name: str = ""
+
+
+class V2ImportList(V2Cloud, frozen=True):
+    collection_name: str = ""
+    db_name: str = ""
+    page_size: int = 0
+    current_page: int = 0
+
+
+def _job_json(job: ImportJob, detail: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jobId": str(job.id),
+        "collectionName": job.collection,
+        "state": job.state,
+        "progress": job.progress,
+    }
+    if detail:
+        out.update(
+            {
+                "importedRows": job.imported_rows,
+                "totalRows": job.total_rows,
+                "reason": job.reason,
+                "partitionName": job.partition,
+                "completeTime": rfc3339(job.finished) if job.finished else "",
+                "details": [{"fileName": f, "state": job.state} for f in job.files],
+            }
+        )
+    return out
+
+
+async def import_create(request: web.Request, raw: bytes) -> Any:
+    body = decode(raw, V2ImportCreate, _depth(request))
+    body.check_local()
+    if not body.collection_name:
+        raise parameter_missing("collectionName")
+    unknown = sorted(set(body.options) - {"timeout"})
+    if unknown:
+        raise parameter_invalid(f"import option {echo(unknown[0])} is not supported by vectorload")
+    files = []
+    for group in body.files:
+        if len(group) != 1:
+            raise parameter_invalid(
+                "each entry of files must name one JSON or Parquet file (numpy file sets are not supported)"
+            )
+        files.append(group[0])
+    job = await _writes(request).imports.create(
+        _db(request, body.db_name), body.collection_name, body.partition_name, files
+    )
+    return {"jobId": str(job.id)}
+
+
+async def import_describe(request: web.Request, raw: bytes) -> Any:
+    body = decode(raw, V2ImportJob, _depth(request))
+    body.check_local()
+    if not body.job_id:
+        raise parameter_missing("jobId")
+    try:
+        job_id = int(body.job_id)
+    except ValueError:
+        raise parameter_invalid(f"jobId {echo(body.job_id)} is not an import job id") from None
+    return _job_json(await asyncio.to_thread(_writes(request).imports.get, job_id), detail=True)
+
+
+async def import_list(request: web.Request, raw: bytes) -> Any:
+    body = decode(raw, V2ImportList, _depth(request))
+    body.check_local()
+    jobs = await asyncio.to_thread(
+        _writes(request).imports.list, _db(request, body.db_name), body.collection_name
+    )
+    if body.page_size > 0:
+        start = max(body.current_page - 1, 0) * body.page_size
+        jobs = jobs[start : start + body.page_size]
+    return {"records": [_job_json(j, detail=False) for j in jobs]}
+
+
 WRITE_ROUTES: dict[str, Callable[[web.Request, bytes], Awaitable[Any]]] = {
     "collections/create": create,
     "collections/drop": drop,
@@ -310,4 +423,8 @@ WRITE_ROUTES: dict[str, Callable[[web.Request, bytes], Awaitable[Any]]] = {
     "entities/insert": insert,
     "entities/upsert": upsert,
     "entities/delete": delete,
+    "jobs/import/create": import_create,
+    "jobs/import/describe": import_describe,
+    "jobs/import/get_progress": import_describe,
+    "jobs/import/list": import_list,
 }
