@@ -276,6 +276,7 @@ class ImportJobs:
         except Exception as exc:  # a bug: the job fails with it, the proxy keeps serving
             log.exception("import job %d failed", job.id)
             job = replace(job, state="Failed", reason=f"internal error: {exc}", finished=time.time())
+        self.writes.metrics.import_jobs.labels(job.state).inc()
         try:
             await asyncio.to_thread(self._save, job)
         except OSError:
@@ -320,6 +321,7 @@ class ImportJobs:
                     batch_from_rows, schema, auto_id, rows, self.writes.allocate_ids, False
                 )
                 await self.writes.insert(job.database, job.collection, job.partition, batch)
+                self.writes.metrics.import_rows.inc(batch.rows)
                 ranges = list(job.id_ranges)
                 if auto_id and batch.pks:
                     ranges += [int(batch.pks[0]), int(batch.pks[-1])]

@@ -30,6 +30,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -191,6 +192,7 @@ class WriteAheadLog:
     root: Path
     on_durable: Callable[[int, Record], None]
     instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    on_commit: Callable[[int, float], None] | None = None  # (records, seconds) of each group commit
     directory: Path = field(init=False)
     _lock_fd: int = field(init=False)
     _queue: list[_Pending] = field(default_factory=list)
@@ -257,11 +259,14 @@ class WriteAheadLog:
                     self._file = None
                 if self._file is None:
                     self._open_file(batch[0].seq)
+                started = time.perf_counter()
                 self._file.write(b"".join(p.data for p in batch))
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self.fsyncs += 1
                 self.appended += len(batch)
+                if self.on_commit is not None:
+                    self.on_commit(len(batch), time.perf_counter() - started)
             except Exception as exc:  # a full or failing disk: every caller of the batch learns it
                 log.exception("write-ahead log append failed")
                 for p in batch:

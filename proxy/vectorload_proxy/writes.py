@@ -207,7 +207,9 @@ class WriteApi:
         self.imports = ImportJobs(self, self.settings.import_root)  # bulk import jobs (imports.py)
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()  # one seal at a time
-        self.wal = WriteAheadLog(self.root, self._durable)
+        self.metrics = api.metrics
+        self.wal = WriteAheadLog(self.root, self._durable, on_commit=self._committed)
+        self.metrics.unsealed_records.set_function(self._unsealed)
         self._own = _Log(self.wal.instance, self.wal.directory, own=True)
         self._adopted: dict[str, _Log] = {}
         self._stop = threading.Event()
@@ -226,6 +228,15 @@ class WriteApi:
         ]
         if self.settings.compaction:
             self._threads.append(threading.Thread(target=self._compact_loop, name="compactor", daemon=True))
+
+    def _committed(self, records: int, seconds: float) -> None:
+        self.metrics.wal_fsyncs.inc()
+        self.metrics.wal_records.inc(records)
+        self.metrics.wal_fsync_seconds.observe(seconds)
+
+    def _unsealed(self) -> float:
+        with self._lock:
+            return float(len(self._own.records) + sum(len(lg.records) for lg in self._adopted.values()))
 
     def start(self) -> None:
         self._adopt()
@@ -481,6 +492,7 @@ class WriteApi:
         )
         ts = await self._append(record)
         n = batch.rows
+        self.metrics.rows_written.labels(record.op).inc(n)
         return MutationOutcome(list(batch.pks), n, n if upsert else 0, n if upsert else 0, ts)
 
     async def delete(self, database: str, collection: str, partition: str, expr: str) -> MutationOutcome:
@@ -501,6 +513,7 @@ class WriteApi:
             return MutationOutcome([], 0, 0, 0, self.clock.now())
         record = Record(op="delete", collection=collection, ts=0, pks=keys, partition=partition or None)
         ts = await self._append(record)
+        self.metrics.rows_written.labels("delete").inc(len(keys))
         return MutationOutcome(keys, 0, len(keys), 0, ts)
 
     async def _append(self, record: Record) -> int:
@@ -566,6 +579,7 @@ class WriteApi:
     def seal_once(self) -> int:
         """Seal what every log (own and adopted) holds; returns the number of records sealed."""
         with self._seal_lock:
+            started = time.perf_counter()
             sealed = 0
             with self._lock:
                 logs = [self._own, *self._adopted.values()]
@@ -592,6 +606,8 @@ class WriteApi:
             with self._lock:
                 self._held = frozenset(held_all)
             self.seals += 1
+            if sealed:
+                self.metrics.seal_seconds.observe(time.perf_counter() - started)
         with self._seal_done:
             self._seal_done.notify_all()
         return sealed
@@ -884,6 +900,7 @@ class WriteApi:
                     continue
                 merged += 1
                 self.compactions += 1
+                self.metrics.compactions.inc()
         with self._lock:
             pending = [s for s, r in self._own.records if r.collection == collection]
         sealed_through = None if pending else self.clock.now()

@@ -391,6 +391,7 @@ def test_monitoring_objects(render: Render) -> None:
         "VectorloadSegmentLoadFailures",
         "VectorloadQuerynodeMemoryHigh",
         "VectorloadDegradedReplicas",
+        "VectorloadWritesNotSealed",
     } <= set(alerts)
     assert "> 1200" in alerts["VectorloadLoadStuck"]["expr"]  # loadStuckMinutes: 20 in ci/monitoring
     assert all(r["labels"]["team"] == "search" for r in alerts.values())

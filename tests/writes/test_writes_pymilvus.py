@@ -281,3 +281,51 @@ def test_an_upserted_key_never_vanishes_while_its_new_row_loads(
         assert polls[0] > 20 and not empty, f"key 5 missing in {len(empty)} of {polls[0]} reads"
     finally:
         client.drop_collection(name)
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """One sample of the exposition (0 when absent)."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_write_path_metrics(wclient: MilvusClient, write_proxy: ProxyProcess) -> None:
+    """Rows by operation, group commits (fewer fsyncs than records under concurrency), the seal
+    lag back at 0 once sealed, seal durations: what the dashboard's write-path row plots."""
+    client, name = wclient, "metered"
+    before = write_proxy.metrics()
+    client.create_collection(name, schema=make_schema(client), index_params=index_params(client))
+    try:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # concurrent inserts share fsyncs
+            list(pool.map(lambda k: client.insert(name, rows(k * 10, 10)), range(40)))
+        client.upsert(name, rows(0, 5))
+        client.delete(name, ids=[1, 2, 3])
+        client.flush(name)
+        after = write_proxy.metrics()
+
+        def delta(metric_name: str, labels: str = "") -> float:
+            return metric(after, metric_name, labels) - metric(before, metric_name, labels)
+
+        assert delta("vectorload_proxy_rows_written_total", 'op="insert"') == 400
+        assert delta("vectorload_proxy_rows_written_total", 'op="upsert"') == 5
+        assert delta("vectorload_proxy_rows_written_total", 'op="delete"') == 3
+        records, fsyncs = (
+            delta("vectorload_proxy_wal_records_total"),
+            delta("vectorload_proxy_wal_fsyncs_total"),
+        )
+        assert records == 42 and 1 <= fsyncs <= records
+        assert delta("vectorload_proxy_wal_fsync_duration_seconds_count") == fsyncs
+        assert delta("vectorload_proxy_seal_duration_seconds_count") >= 1
+        # the seal lag goes back to 0 (the upsert's deletes wait until its new rows are loaded)
+        wait_for(
+            "nothing unsealed",
+            lambda: metric(write_proxy.metrics(), "vectorload_proxy_unsealed_records") == 0,
+            timeout=30,
+        )
+    finally:
+        client.drop_collection(name)
