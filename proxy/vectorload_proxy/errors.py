@@ -52,6 +52,7 @@ FIELD_NOT_FOUND = 1700
 NEED_AUTHENTICATE = 1800
 INCORRECT_PARAMETER_FORMAT = 1801
 MISSING_REQUIRED_PARAMETERS = 1802
+IMPORT_FAILED = 2100
 TIMEOUT = 10001
 UNEXPECTED = 65535
 
@@ -141,6 +142,11 @@ def database_not_found(database: str) -> MilvusError:
 
 def resource_group_not_found(group: str) -> MilvusError:
     return MilvusError(RESOURCE_GROUP_NOT_FOUND, f"resource group not found[rg={echo(group)}]")
+
+
+def import_failed(message: str) -> MilvusError:
+    """merr.ErrImportFailed: `"importing data failed: <message>"`."""
+    return MilvusError(IMPORT_FAILED, f"importing data failed: {message}")
 
 
 def parameter_invalid(message: str) -> MilvusError:

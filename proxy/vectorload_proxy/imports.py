@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from vectorload.storage.api import StorageError
 from vectorload.storage.atomic import write_json_atomic
 
-from .errors import MilvusError, echo, parameter_invalid
+from .errors import MilvusError, echo, import_failed, parameter_invalid
 from .rows import batch_from_rows
 
 if TYPE_CHECKING:
@@ -56,14 +56,9 @@ STALE_AFTER = 60.0
 RETENTION = 24 * 3600.0
 MAX_JSON_BYTES = 512 << 20  # a row-based JSON file is parsed whole
 MAX_FILES = 1024
-IMPORT_FAILED = 2100  # merr.ErrImportFailed
 STOPPED = "the proxy running the import stopped"
 STATES = ("Pending", "Importing", "Completed", "Failed")
 _JOB_FILE = re.compile(r"^(\d{1,19})\.json$")
-
-
-def import_failed(message: str) -> MilvusError:
-    return MilvusError(IMPORT_FAILED, f"importing data failed: {message}")
 
 
 @dataclass(frozen=True)
@@ -212,6 +207,8 @@ class ImportJobs:
         return job
 
     def list(self, database: str, collection: str = "", limit: int = 0) -> list[ImportJob]:
+        databases = self.writes.api.databases
+        namespace = databases.namespace(database)  # an unknown database: Milvus' 800
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -228,7 +225,11 @@ class ImportJobs:
                 with contextlib.suppress(OSError):
                     (self.directory / n).unlink()
                 continue
-            if job.database == database and (not collection or job.collection == collection):
+            try:
+                same_database = databases.namespace(job.database) == namespace  # "" is "default"
+            except MilvusError:
+                continue  # a database this proxy no longer serves
+            if same_database and (not collection or job.collection == collection):
                 jobs.append(job)
         jobs.sort(key=lambda j: (j.created, j.id))
         return jobs[-limit:] if limit > 0 else jobs

@@ -312,7 +312,7 @@ def test_an_unimplemented_method_answers_grpc_unimplemented_and_the_proxy_keeps_
     auth = [("authorization", b64(ROOT_TOKEN))]
     for method, request in (
         ("CreateAlias", milvus_pb2.CreateAliasRequest(collection_name="book", alias="x")),
-        ("Import", milvus_pb2.ImportRequest(collection_name="book")),
+        ("CreateResourceGroup", milvus_pb2.CreateResourceGroupRequest(resource_group="rg")),
         ("ManualCompaction", milvus_pb2.ManualCompactionRequest()),
     ):
         with pytest.raises(grpc.RpcError) as info:
