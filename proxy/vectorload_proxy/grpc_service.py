@@ -30,6 +30,7 @@ from .api import MilvusApi
 from .auth import Authenticator, AuthError
 from .errors import AUTH_BAD_FORMAT, MilvusError, echo, old_code, unexpected
 from .metrics import ProxyMetrics
+from .names import grpc_database
 from .requests import key_values
 from .writes_grpc import WRITE_METHODS, WriteMethods
 
@@ -63,16 +64,6 @@ def _error_response(method: str, exc: MilvusError) -> Any:
     if cls.DESCRIPTOR.full_name == "milvus.proto.common.Status":
         return status(exc)
     return cls(status=status(exc))
-
-
-def _database(request: Any, context: grpc.aio.ServicerContext) -> str:
-    name = str(getattr(request, "db_name", "") or "")
-    if name:
-        return name
-    for key, value in context.invocation_metadata() or ():
-        if key == "dbname" and value:
-            return str(value)
-    return ""
 
 
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -157,7 +148,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def ShowCollections(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         rows = await self.api.show_collections(
-            _database(request, context), list(request.collection_names), in_memory_only=request.type == 1
+            grpc_database(request, context), list(request.collection_names), in_memory_only=request.type == 1
         )
         return milvus_pb2.ShowCollectionsResponse(
             status=status(),
@@ -172,7 +163,9 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
 
     @rpc
     async def DescribeCollection(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        described = await self.api.describe_collection(_database(request, context), request.collection_name)
+        described = await self.api.describe_collection(
+            grpc_database(request, context), request.collection_name
+        )
         info = described.info
         return milvus_pb2.DescribeCollectionResponse(
             status=status(),
@@ -190,13 +183,13 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
 
     @rpc
     async def HasCollection(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        found = await self.api.has_collection(_database(request, context), request.collection_name)
+        found = await self.api.has_collection(grpc_database(request, context), request.collection_name)
         return milvus_pb2.BoolResponse(status=status(), value=found)
 
     @rpc
     async def ShowPartitions(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         rows = await self.api.show_partitions(
-            _database(request, context), request.collection_name, list(request.partition_names)
+            grpc_database(request, context), request.collection_name, list(request.partition_names)
         )
         return milvus_pb2.ShowPartitionsResponse(
             status=status(),
@@ -210,20 +203,20 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def HasPartition(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         found = await self.api.has_partition(
-            _database(request, context), request.collection_name, request.partition_name
+            grpc_database(request, context), request.collection_name, request.partition_name
         )
         return milvus_pb2.BoolResponse(status=status(), value=found)
 
     @rpc
     async def GetCollectionStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        rows = await self.api.collection_rows(_database(request, context), request.collection_name)
+        rows = await self.api.collection_rows(grpc_database(request, context), request.collection_name)
         stats = [common_pb2.KeyValuePair(key="row_count", value=str(rows))]
         return milvus_pb2.GetCollectionStatisticsResponse(status=status(), stats=stats)
 
     @rpc
     async def GetPartitionStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         rows = await self.api.partition_rows(
-            _database(request, context), request.collection_name, request.partition_name
+            grpc_database(request, context), request.collection_name, request.partition_name
         )
         stats = [common_pb2.KeyValuePair(key="row_count", value=str(rows))]
         return milvus_pb2.GetPartitionStatisticsResponse(status=status(), stats=stats)
@@ -231,7 +224,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def DescribeIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         rows = await self.api.describe_index(
-            _database(request, context), request.collection_name, request.field_name or request.index_name
+            grpc_database(request, context), request.collection_name, request.field_name or request.index_name
         )
         return milvus_pb2.DescribeIndexResponse(
             status=status(),
@@ -252,21 +245,21 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def GetIndexState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.api.describe_index(
-            _database(request, context), request.collection_name, request.field_name or request.index_name
+            grpc_database(request, context), request.collection_name, request.field_name or request.index_name
         )  # every index is built when a segment is written: Finished, or 700 index not found
         return milvus_pb2.GetIndexStateResponse(status=status(), state=common_pb2.Finished)
 
     @rpc
     async def GetIndexBuildProgress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         rows = await self.api.describe_index(
-            _database(request, context), request.collection_name, request.field_name or request.index_name
+            grpc_database(request, context), request.collection_name, request.field_name or request.index_name
         )
         total = rows[0].rows if rows else 0
         return milvus_pb2.GetIndexBuildProgressResponse(status=status(), indexed_rows=total, total_rows=total)
 
     @rpc
     async def ListAliases(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        database = _database(request, context)
+        database = grpc_database(request, context)
         if request.collection_name:
             await self.api.describe_collection(database, request.collection_name)
         name, _ = self.api.describe_database(database)
@@ -279,7 +272,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def LoadCollection(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.api.load_collection(
-            _database(request, context),
+            grpc_database(request, context),
             request.collection_name,
             replica_number=request.replica_number,
             load_fields=list(request.load_fields),
@@ -291,7 +284,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def LoadPartitions(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.api.load_partitions(
-            _database(request, context),
+            grpc_database(request, context),
             request.collection_name,
             list(request.partition_names),
             replica_number=request.replica_number,
@@ -303,27 +296,27 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
 
     @rpc
     async def ReleaseCollection(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self.api.release_collection(_database(request, context), request.collection_name)
+        await self.api.release_collection(grpc_database(request, context), request.collection_name)
         return status()
 
     @rpc
     async def ReleasePartitions(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.api.release_partitions(
-            _database(request, context), request.collection_name, list(request.partition_names)
+            grpc_database(request, context), request.collection_name, list(request.partition_names)
         )
         return status()
 
     @rpc
     async def GetLoadState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         load, _ = await self.api.load_state(
-            _database(request, context), request.collection_name, list(request.partition_names)
+            grpc_database(request, context), request.collection_name, list(request.partition_names)
         )
         return milvus_pb2.GetLoadStateResponse(status=status(), state=load)
 
     @rpc
     async def GetLoadingProgress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         progress = await self.api.loading_progress(
-            _database(request, context), request.collection_name, list(request.partition_names)
+            grpc_database(request, context), request.collection_name, list(request.partition_names)
         )
         return milvus_pb2.GetLoadingProgressResponse(
             status=status(), progress=progress, refresh_progress=progress
@@ -332,7 +325,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
     @rpc
     async def GetReplicas(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         rows = await self.api.replicas(
-            _database(request, context), request.collection_name, request.collectionID
+            grpc_database(request, context), request.collection_name, request.collectionID
         )
         return milvus_pb2.GetReplicasResponse(
             status=status(),
@@ -374,7 +367,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
                 "expression templates (filter_params) are not supported by vectorload: invalid parameter",
             )
         outcome = await self.api.search(
-            _database(request, context),
+            grpc_database(request, context),
             request.collection_name,
             list(request.partition_names),
             request.dsl,
@@ -405,7 +398,7 @@ class MilvusService(WriteMethods, milvus_pb2_grpc.MilvusServiceServicer):  # typ
                 "expression templates (filter_params) are not supported by vectorload: invalid parameter",
             )
         outcome = await self.api.query(
-            _database(request, context),
+            grpc_database(request, context),
             request.collection_name,
             request.expr,
             list(request.output_fields),

@@ -1,4 +1,5 @@
-"""Milvus names ↔ Kubernetes names: the CollectionLoad name of a collection, databases ↔ namespaces.
+"""Milvus names ↔ Kubernetes names: the CollectionLoad name of a collection, databases ↔ namespaces,
+and which database a gRPC or REST call names (one rule for the read and the write paths).
 
 A Milvus collection name (`^[A-Za-z_][A-Za-z0-9_]{0,254}$`) is not a Kubernetes object name
 (DNS-1123 subdomain: lowercase letters, digits, `-` and `.`, alphanumeric at both ends, at most
@@ -18,15 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING, Any
 
 from vectorload.storage.api import NAME_PATTERN
 
 from .errors import database_not_found, echo, parameter_invalid
 
+if TYPE_CHECKING:
+    import grpc
+    from aiohttp import web
+
 COLLECTION_ANNOTATION = "vectorload.io/collection"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "vectorload-proxy"
 DEFAULT_DATABASE = "default"
+DB_HEADER = "DB-Name"  # REST v2: the database when the body names none
+DB_METADATA = "dbname"  # gRPC: the metadata pymilvus sends for `MilvusClient(db_name=...)`
 MAX_OBJECT_NAME = 253
 HASH_CHARS = 8
 _DNS_INVALID = re.compile(r"[^a-z0-9-]")
@@ -107,3 +115,19 @@ class Databases:
 
     def database(self, namespace: str) -> str:
         return DEFAULT_DATABASE if namespace == self.own else namespace
+
+
+def grpc_database(request: Any, context: grpc.aio.ServicerContext) -> str:
+    """The database a gRPC call names: the request's `db_name`, else the `dbname` metadata."""
+    name = str(getattr(request, "db_name", "") or "")
+    if name:
+        return name
+    for key, value in context.invocation_metadata() or ():
+        if key == DB_METADATA and value:
+            return str(value)
+    return ""
+
+
+def rest_database(request: web.Request, body_db: str) -> str:
+    """The database a REST v2 call names: the body's `dbName`, else the `DB-Name` header."""
+    return body_db or request.headers.get(DB_HEADER, "")

@@ -52,7 +52,7 @@ from .errors import (
     parameter_invalid,
 )
 from .metrics import ProxyMetrics
-from .names import check_collection_name
+from .names import check_collection_name, rest_database
 from .requests import FLOAT_VECTOR_PLACEHOLDER, Limits
 from .rest_types import (
     BodyError,
@@ -199,34 +199,32 @@ def v2_route(name: str, handler: Callable[[web.Request, bytes], Awaitable[Any]])
     return _route("rest_v2", name, serve, _refuse_v2)
 
 
-def _db(request: web.Request, body_db: str) -> str:
-    return body_db or request.headers.get("DB-Name", "")
-
-
 def _depth(request: web.Request) -> int:
     return request.app[LIMITS_KEY].max_json_depth
 
 
 async def v2_collections_list(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2List, _depth(request))
-    rows = await request.app[API_KEY].show_collections(_db(request, body.db_name))
+    rows = await request.app[API_KEY].show_collections(rest_database(request, body.db_name))
     return [r.name for r in rows]
 
 
 async def v2_collections_has(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
     return {
-        "has": await request.app[API_KEY].has_collection(_db(request, body.db_name), body.collection_name)
+        "has": await request.app[API_KEY].has_collection(
+            rest_database(request, body.db_name), body.collection_name
+        )
     }
 
 
 async def v2_collections_describe(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
     api = request.app[API_KEY]
-    described = await api.describe_collection(_db(request, body.db_name), body.collection_name)
+    described = await api.describe_collection(rest_database(request, body.db_name), body.collection_name)
     info = described.info
     schema = info.schema
-    indexes = await api.describe_index(_db(request, body.db_name), body.collection_name)
+    indexes = await api.describe_index(rest_database(request, body.db_name), body.collection_name)
     return {
         "collectionName": info.name,
         "collectionID": info.collection_id,
@@ -269,7 +267,7 @@ async def v2_collections_stats(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
     return {
         "rowCount": await request.app[API_KEY].collection_rows(
-            _db(request, body.db_name), body.collection_name
+            rest_database(request, body.db_name), body.collection_name
         )
     }
 
@@ -277,7 +275,7 @@ async def v2_collections_stats(request: web.Request, raw: bytes) -> Any:
 async def v2_collections_load(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
     api = request.app[API_KEY]
-    db = _db(request, body.db_name)
+    db = rest_database(request, body.db_name)
     if body.partition_names:
         await api.load_partitions(
             db, body.collection_name, body.partition_names, body.replica_number, body.load_fields,
@@ -298,14 +296,14 @@ async def _wait_loaded(api: MilvusApi, database: str, collection: str, partition
 
 async def v2_collections_release(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
-    await request.app[API_KEY].release_collection(_db(request, body.db_name), body.collection_name)
+    await request.app[API_KEY].release_collection(rest_database(request, body.db_name), body.collection_name)
     return {}
 
 
 async def v2_collections_load_state(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
     api = request.app[API_KEY]
-    db = _db(request, body.db_name)
+    db = rest_database(request, body.db_name)
     load, progress = await api.load_state(db, body.collection_name, body.partition_names)
     if load == state.NOT_EXIST:
         raise collection_not_found(body.collection_name)
@@ -320,14 +318,16 @@ async def v2_collections_load_state(request: web.Request, raw: bytes) -> Any:
 
 async def v2_partitions_list(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Collection, _depth(request))
-    rows = await request.app[API_KEY].show_partitions(_db(request, body.db_name), body.collection_name)
+    rows = await request.app[API_KEY].show_partitions(
+        rest_database(request, body.db_name), body.collection_name
+    )
     return [r.name for r in rows]
 
 
 async def v2_partitions_has(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Partition, _depth(request))
     found = await request.app[API_KEY].has_partition(
-        _db(request, body.db_name), body.collection_name, body.partition_name
+        rest_database(request, body.db_name), body.collection_name, body.partition_name
     )
     return {"has": found}
 
@@ -335,7 +335,7 @@ async def v2_partitions_has(request: web.Request, raw: bytes) -> Any:
 async def v2_partitions_stats(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Partition, _depth(request))
     rows = await request.app[API_KEY].partition_rows(
-        _db(request, body.db_name), body.collection_name, body.partition_name
+        rest_database(request, body.db_name), body.collection_name, body.partition_name
     )
     return {"rowCount": rows}
 
@@ -343,7 +343,7 @@ async def v2_partitions_stats(request: web.Request, raw: bytes) -> Any:
 async def v2_partitions_load(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Partitions, _depth(request))
     api = request.app[API_KEY]
-    db = _db(request, body.db_name)
+    db = rest_database(request, body.db_name)
     await api.load_partitions(db, body.collection_name, body.partition_names, body.replica_number)
     await _wait_loaded(api, db, body.collection_name, body.partition_names)
     return {}
@@ -352,7 +352,7 @@ async def v2_partitions_load(request: web.Request, raw: bytes) -> Any:
 async def v2_partitions_release(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Partitions, _depth(request))
     await request.app[API_KEY].release_partitions(
-        _db(request, body.db_name), body.collection_name, body.partition_names
+        rest_database(request, body.db_name), body.collection_name, body.partition_names
     )
     return {}
 
@@ -430,7 +430,7 @@ async def v2_entities_search(request: web.Request, raw: bytes) -> Any:
     if isinstance(metric, str) and metric:
         search_params["metric_type"] = metric
     outcome = await request.app[API_KEY].search(
-        _db(request, body.db_name), body.collection_name, body.partition_names, body.filter,
+        rest_database(request, body.db_name), body.collection_name, body.partition_names, body.filter,
         _placeholder(body.data), body.output_fields, search_params, nq=len(body.data),
     )  # fmt: skip
     rows, topks = search_rows(outcome)
@@ -447,7 +447,7 @@ async def v2_entities_query(request: web.Request, raw: bytes) -> Any:
     if body.offset:
         params["offset"] = str(body.offset)
     outcome = await request.app[API_KEY].query(
-        _db(request, body.db_name), body.collection_name, body.filter, body.output_fields or ["*"],
+        rest_database(request, body.db_name), body.collection_name, body.filter, body.output_fields or ["*"],
         body.partition_names, params,
     )  # fmt: skip
     return _json({"code": 0, "data": query_rows(outcome), "cost": 0})
@@ -470,7 +470,7 @@ async def v2_entities_get(request: web.Request, raw: bytes) -> Any:
     else:
         expr = f"{pk.name} in [{','.join(json.dumps(str(i)) for i in ids)}]"
     outcome = await api.query(
-        _db(request, body.db_name), body.collection_name, expr, body.output_fields or ["*"],
+        rest_database(request, body.db_name), body.collection_name, expr, body.output_fields or ["*"],
         body.partition_names, {"limit": str(len(ids))},
     )  # fmt: skip
     return _json({"code": 0, "data": query_rows(outcome), "cost": 0})

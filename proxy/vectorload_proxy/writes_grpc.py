@@ -15,6 +15,7 @@ from vectorload.storage.api import CollectionSchema, FieldSchema
 
 from .errors import echo, parameter_invalid, service_unavailable
 from .imports import ImportJob
+from .names import grpc_database
 from .rows import BOOL, FLOAT, FLOAT_VECTOR, INT64, VARCHAR, Batch, batch_from_field_data, type_name
 from .writes import WriteApi
 
@@ -127,16 +128,6 @@ def ids_proto(ids: list[Any], pk_type: str) -> schema_pb2.IDs:
     return schema_pb2.IDs(str_id=schema_pb2.StringArray(data=ids))
 
 
-def _database(request: Any, context: grpc.aio.ServicerContext) -> str:
-    name = str(getattr(request, "db_name", "") or "")
-    if name:
-        return name
-    for key, value in context.invocation_metadata() or ():
-        if key == "dbname" and value:
-            return str(value)
-    return ""
-
-
 WRITE_METHODS = (
     "CreateCollection", "DropCollection", "CreatePartition", "DropPartition", "CreateIndex", "DropIndex",
     "Insert", "Upsert", "Delete", "Flush", "GetFlushState", "Import", "GetImportState", "ListImportTasks",
@@ -184,28 +175,28 @@ class WriteMethods:
 
     async def CreateCollection(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         schema, auto_id = schema_from_proto(request.collection_name, request.schema)
-        await self._writes.create_collection(_database(request, context), schema, auto_id)
+        await self._writes.create_collection(grpc_database(request, context), schema, auto_id)
         return common_pb2.Status()
 
     async def DropCollection(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._writes.drop_collection(_database(request, context), request.collection_name)
+        await self._writes.drop_collection(grpc_database(request, context), request.collection_name)
         return common_pb2.Status()
 
     async def CreatePartition(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._writes.create_partition(
-            _database(request, context), request.collection_name, request.partition_name
+            grpc_database(request, context), request.collection_name, request.partition_name
         )
         return common_pb2.Status()
 
     async def DropPartition(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._writes.drop_partition(
-            _database(request, context), request.collection_name, request.partition_name
+            grpc_database(request, context), request.collection_name, request.partition_name
         )
         return common_pb2.Status()
 
     async def CreateIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._writes.create_index(
-            _database(request, context),
+            grpc_database(request, context),
             request.collection_name,
             request.field_name,
             request.index_name,
@@ -215,13 +206,13 @@ class WriteMethods:
 
     async def DropIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._writes.drop_index(
-            _database(request, context), request.collection_name, request.field_name, request.index_name
+            grpc_database(request, context), request.collection_name, request.field_name, request.index_name
         )
         return common_pb2.Status()
 
     async def _mutation(self, request: Any, context: grpc.aio.ServicerContext, upsert: bool) -> Any:
         writes = self._writes
-        database = _database(request, context)
+        database = grpc_database(request, context)
         info = await self.api.catalog.get(request.collection_name)
         schema = info.schema
         auto_id = writes.auto_id(schema.name)
@@ -250,7 +241,7 @@ class WriteMethods:
             raise parameter_invalid("expression templates are not supported")
         info = await self.api.catalog.get(request.collection_name)
         out = await self._writes.delete(
-            _database(request, context), info.name, request.partition_name, request.expr
+            grpc_database(request, context), info.name, request.partition_name, request.expr
         )
         return milvus_pb2.MutationResult(  # no IDs: Milvus 2.3.2+ answers a delete with counts only
             status=common_pb2.Status(),
@@ -259,7 +250,7 @@ class WriteMethods:
         )
 
     async def Flush(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        database = _database(request, context)
+        database = grpc_database(request, context)
         stamps = await self._writes.flush(database, list(request.collection_names))
         return milvus_pb2.FlushResponse(
             status=common_pb2.Status(),
@@ -278,7 +269,10 @@ class WriteMethods:
         if unknown:
             raise parameter_invalid(f"import option {echo(unknown[0])} is not supported by vectorload")
         job = await self._writes.imports.create(
-            _database(request, context), request.collection_name, request.partition_name, list(request.files)
+            grpc_database(request, context),
+            request.collection_name,
+            request.partition_name,
+            list(request.files),
         )
         return milvus_pb2.ImportResponse(status=common_pb2.Status(), tasks=[job.id])
 
@@ -288,7 +282,7 @@ class WriteMethods:
     async def ListImportTasks(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         jobs = await asyncio.to_thread(
             self._writes.imports.list,
-            _database(request, context),
+            grpc_database(request, context),
             request.collection_name,
             max(int(request.limit), 0),
         )

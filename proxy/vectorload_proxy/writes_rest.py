@@ -17,6 +17,7 @@ from vectorload.timefmt import rfc3339
 
 from .errors import echo, parameter_invalid, parameter_missing, service_unavailable
 from .imports import ImportJob
+from .names import rest_database
 from .rest_types import V2, decode
 from .rows import batch_from_rows
 from .writes import WriteApi
@@ -118,10 +119,6 @@ def _depth(request: web.Request) -> int:
     return request.app[LIMITS_KEY].max_json_depth
 
 
-def _db(request: web.Request, body_db: str) -> str:
-    return body_db or request.headers.get("DB-Name", "")
-
-
 def _schema(body: V2Create) -> tuple[CollectionSchema, bool]:
     if body.schema is None:
         if body.dimension <= 0:
@@ -182,7 +179,7 @@ async def create(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Create, _depth(request))
     writes = _writes(request)
     schema, auto_id = _schema(body)
-    database = _db(request, body.db_name)
+    database = rest_database(request, body.db_name)
     await writes.create_collection(database, schema, auto_id)
     indexes = list(body.index_params)
     if body.schema is None:  # the quick form: an index on the vector field, then a load (Milvus)
@@ -202,14 +199,14 @@ async def create(request: web.Request, raw: bytes) -> Any:
 
 async def drop(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Name, _depth(request))
-    await _writes(request).drop_collection(_db(request, body.db_name), body.collection_name)
+    await _writes(request).drop_collection(rest_database(request, body.db_name), body.collection_name)
     return {}
 
 
 async def partition_create(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2PartitionName, _depth(request))
     await _writes(request).create_partition(
-        _db(request, body.db_name), body.collection_name, body.partition_name
+        rest_database(request, body.db_name), body.collection_name, body.partition_name
     )
     return {}
 
@@ -217,7 +214,7 @@ async def partition_create(request: web.Request, raw: bytes) -> Any:
 async def partition_drop(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2PartitionName, _depth(request))
     await _writes(request).drop_partition(
-        _db(request, body.db_name), body.collection_name, body.partition_name
+        rest_database(request, body.db_name), body.collection_name, body.partition_name
     )
     return {}
 
@@ -227,7 +224,11 @@ async def index_create(request: web.Request, raw: bytes) -> Any:
     writes = _writes(request)
     for p in body.index_params:
         await writes.create_index(
-            _db(request, body.db_name), body.collection_name, p.field_name, p.index_name, _index_params(p)
+            rest_database(request, body.db_name),
+            body.collection_name,
+            p.field_name,
+            p.index_name,
+            _index_params(p),
         )
     return {}
 
@@ -236,7 +237,7 @@ async def index_list(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Name, _depth(request))
     writes = _writes(request)
     try:
-        rows = await writes.api.describe_index(_db(request, body.db_name), body.collection_name)
+        rows = await writes.api.describe_index(rest_database(request, body.db_name), body.collection_name)
     except Exception as exc:
         if getattr(exc, "code", None) == 700:
             return []
@@ -247,7 +248,7 @@ async def index_list(request: web.Request, raw: bytes) -> Any:
 async def index_describe(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2IndexName, _depth(request))
     rows = await _writes(request).api.describe_index(
-        _db(request, body.db_name), body.collection_name, body.index_name
+        rest_database(request, body.db_name), body.collection_name, body.index_name
     )
     return [
         {
@@ -267,7 +268,9 @@ async def index_describe(request: web.Request, raw: bytes) -> Any:
 
 async def index_drop(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2IndexName, _depth(request))
-    await _writes(request).drop_index(_db(request, body.db_name), body.collection_name, "", body.index_name)
+    await _writes(request).drop_index(
+        rest_database(request, body.db_name), body.collection_name, "", body.index_name
+    )
     return {}
 
 
@@ -278,7 +281,7 @@ async def _rows(request: web.Request, raw: bytes, upsert: bool) -> Any:
     data = body.data if isinstance(body.data, list) else [body.data]
     batch = batch_from_rows(info.schema, writes.auto_id(info.name), data, writes.allocate_ids, upsert)
     out = await writes.insert(
-        _db(request, body.db_name), info.name, body.partition_name, batch, upsert=upsert
+        rest_database(request, body.db_name), info.name, body.partition_name, batch, upsert=upsert
     )
     if upsert:
         return {"upsertCount": out.upsert_count, "upsertIds": out.ids}
@@ -296,7 +299,7 @@ async def upsert(request: web.Request, raw: bytes) -> Any:
 async def delete(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2Delete, _depth(request))
     out = await _writes(request).delete(
-        _db(request, body.db_name), body.collection_name, body.partition_name, body.filter
+        rest_database(request, body.db_name), body.collection_name, body.partition_name, body.filter
     )
     return {"deleteCount": out.delete_count}
 
@@ -382,7 +385,7 @@ async def import_create(request: web.Request, raw: bytes) -> Any:
             )
         files.append(group[0])
     job = await _writes(request).imports.create(
-        _db(request, body.db_name), body.collection_name, body.partition_name, files
+        rest_database(request, body.db_name), body.collection_name, body.partition_name, files
     )
     return {"jobId": str(job.id)}
 
@@ -403,7 +406,7 @@ async def import_list(request: web.Request, raw: bytes) -> Any:
     body = decode(raw, V2ImportList, _depth(request))
     body.check_local()
     jobs = await asyncio.to_thread(
-        _writes(request).imports.list, _db(request, body.db_name), body.collection_name
+        _writes(request).imports.list, rest_database(request, body.db_name), body.collection_name
     )
     if body.page_size > 0:
         start = max(body.current_page - 1, 0) * body.page_size

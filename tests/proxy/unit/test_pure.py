@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -99,6 +100,28 @@ def test_databases_are_namespaces() -> None:
     with pytest.raises(MilvusError) as info:
         dbs.namespace("x" * 1000)
     assert len(info.value.message) < 300
+
+
+def test_the_database_a_call_names_the_request_first_then_its_metadata_or_header() -> None:
+    class Context:
+        def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+            self.metadata = metadata
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return self.metadata
+
+    class Request:
+        def __init__(self, db_name: str) -> None:
+            self.db_name = db_name
+
+    with_metadata = Context((("authorization", "x"), ("dbname", "team-a")))
+    assert names.grpc_database(Request(""), with_metadata) == "team-a"
+    assert names.grpc_database(Request("b"), with_metadata) == "b"
+    assert names.grpc_database(object(), Context(())) == ""
+    rest = make_mocked_request("POST", "/", headers={"DB-Name": "team-a"})
+    assert names.rest_database(rest, "") == "team-a"
+    assert names.rest_database(rest, "b") == "b"
+    assert names.rest_database(make_mocked_request("POST", "/"), "") == ""
 
 
 def test_invalid_names_are_1100_naming_them() -> None:
