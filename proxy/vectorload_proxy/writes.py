@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,7 @@ _SEGMENT_RE = re.compile(r"^w-([0-9a-f]{12})-(\d{1,20})-(\d{1,20})$")
 COMPACTOR_LOCK = ".compactor.lock"
 INDEX_NOT_FOUND = 700
 AUTOINDEX = "AUTOINDEX"
+INLINE_ROWS = 256  # a request this small is checked on the event loop: a thread hop costs more
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,18 @@ class _Deferred:
     keys: dict[Any, int]  # key -> delete timestamp (the upsert's)
     generation: int
     deadline: float
+
+
+async def to_batch(rows: int, convert: Callable[[], Batch]) -> Batch:
+    """Check and convert a request's rows (`rows.batch_from_*`) without stalling the event loop.
+
+    A large insert takes milliseconds to check (every float, every key) and may reserve a block
+    of auto ids (a flock and an fsync): it runs in a worker thread, so searches and health checks
+    on the same loop go on. A small one runs inline — the hop would be most of its cost.
+    """
+    if rows <= INLINE_ROWS:
+        return convert()
+    return await asyncio.to_thread(convert)
 
 
 def covered_ranges(

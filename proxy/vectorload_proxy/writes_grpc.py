@@ -17,7 +17,7 @@ from .errors import echo, parameter_invalid, service_unavailable
 from .imports import ImportJob
 from .names import grpc_database
 from .rows import BOOL, FLOAT, FLOAT_VECTOR, INT64, VARCHAR, Batch, batch_from_field_data, type_name
-from .writes import WriteApi
+from .writes import WriteApi, to_batch
 
 STORAGE_TYPES = {
     INT64: "int64",
@@ -216,8 +216,12 @@ class WriteMethods:
         info = await self.api.catalog.get(request.collection_name)
         schema = info.schema
         auto_id = writes.auto_id(schema.name)
-        batch: Batch = batch_from_field_data(
-            schema, auto_id, request.fields_data, int(request.num_rows), writes.allocate_ids, upsert
+        rows = int(request.num_rows)
+        batch: Batch = await to_batch(
+            rows,
+            lambda: batch_from_field_data(
+                schema, auto_id, request.fields_data, rows, writes.allocate_ids, upsert
+            ),
         )
         out = await writes.insert(database, schema.name, request.partition_name, batch, upsert=upsert)
         return milvus_pb2.MutationResult(

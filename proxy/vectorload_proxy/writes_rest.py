@@ -20,7 +20,7 @@ from .imports import ImportJob
 from .names import rest_database
 from .rest_types import V2, decode
 from .rows import batch_from_rows
-from .writes import WriteApi
+from .writes import WriteApi, to_batch
 
 
 class V2IndexParam(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
@@ -279,7 +279,10 @@ async def _rows(request: web.Request, raw: bytes, upsert: bool) -> Any:
     writes = _writes(request)
     info = await writes.api.catalog.get(body.collection_name)
     data = body.data if isinstance(body.data, list) else [body.data]
-    batch = batch_from_rows(info.schema, writes.auto_id(info.name), data, writes.allocate_ids, upsert)
+    auto_id = writes.auto_id(info.name)
+    batch = await to_batch(
+        len(data), lambda: batch_from_rows(info.schema, auto_id, data, writes.allocate_ids, upsert)
+    )
     out = await writes.insert(
         rest_database(request, body.db_name), info.name, body.partition_name, batch, upsert=upsert
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from vectorload.storage.writer import CollectionWriter
 from vectorload_proxy import wal
 from vectorload_proxy.errors import MilvusError
 from vectorload_proxy.rows import batch_from_rows
-from vectorload_proxy.writes import index_definition, parse_pk_list
+from vectorload_proxy.writes import INLINE_ROWS, index_definition, parse_pk_list, to_batch
 
 SCHEMA = CollectionSchema(
     "c",
@@ -125,6 +126,26 @@ def test_row_checks_refuse_the_whole_batch_with_milvus_texts() -> None:
     assert generated.pks == [100, 101, 102]
     with pytest.raises(MilvusError, match="can not assign primary field data when auto id enabled"):
         batch_from_rows(SCHEMA, True, [{"id": 5, "t": "a", "v": [1, 2]}], alloc, upsert=False)
+
+
+async def test_large_requests_are_checked_off_the_event_loop_small_ones_inline() -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def convert(n: int) -> Any:
+        seen.append(threading.get_ident())
+        rows = [{"id": i, "t": "a", "v": [0.0, 1.0]} for i in range(n)]
+        return batch_from_rows(SCHEMA, False, rows, lambda k: list(range(k)), False)
+
+    small = await to_batch(INLINE_ROWS, lambda: convert(INLINE_ROWS))
+    large = await to_batch(INLINE_ROWS + 1, lambda: convert(INLINE_ROWS + 1))
+    assert (small.rows, large.rows) == (INLINE_ROWS, INLINE_ROWS + 1)
+    assert seen[0] == loop_thread and seen[1] != loop_thread
+    with pytest.raises(MilvusError, match="dim"):  # a refusal crosses the thread hop unchanged
+        await to_batch(
+            1000,
+            lambda: batch_from_rows(SCHEMA, False, [{"id": 1, "t": "a", "v": [1.0]}] * 1000, list, False),
+        )
 
 
 def test_delete_expressions_by_key_are_read_directly_and_others_left_to_the_querynodes() -> None:
