@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def orm(write_proxy: ProxyProcess) -> Iterator[str]:
     connections.disconnect(alias)
 
 
-def make_collection(client: MilvusClient, name: str, auto_id: bool) -> None:
+@contextmanager
+def collection(client: MilvusClient, name: str, auto_id: bool) -> Iterator[None]:
+    """A loaded collection for one test, dropped (storage and all) when it ends."""
     schema = client.create_schema(auto_id=auto_id, enable_dynamic_field=True)
     schema.add_field("id", DataType.INT64, is_primary=True, auto_id=auto_id)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
@@ -54,6 +57,10 @@ def make_collection(client: MilvusClient, name: str, auto_id: bool) -> None:
     )
     client.create_collection(name, schema=schema, index_params=index)
     client.load_collection(name)
+    try:
+        yield
+    finally:
+        client.drop_collection(name)
 
 
 def vectors(n: int, seed: int) -> np.ndarray:
@@ -90,8 +97,7 @@ def test_do_bulk_insert_parquet_and_json_then_search(
     wclient: MilvusClient, orm: str, import_root: Path
 ) -> None:
     name = "imported"
-    make_collection(wclient, name, auto_id=False)
-    try:
+    with collection(wclient, name, auto_id=False):
         pvecs, jvecs = vectors(2000, 1), vectors(300, 2)
         write_parquet(import_root / "books.parquet", range(2000), pvecs)
         rows = [
@@ -116,16 +122,13 @@ def test_do_bulk_insert_parquet_and_json_then_search(
         listed = utility.list_bulk_insert_tasks(collection_name=name, using=orm)
         assert [t.task_id for t in listed] == [task, second]
         assert all(t.state == BulkInsertState.ImportCompleted for t in listed)
-    finally:
-        wclient.drop_collection(name)
 
 
 def test_a_bad_row_fails_the_job_and_nothing_is_visible(
     wclient: MilvusClient, orm: str, import_root: Path
 ) -> None:
     name = "import_bad"
-    make_collection(wclient, name, auto_id=False)
-    try:
+    with collection(wclient, name, auto_id=False):
         good = [{"id": i, "vec": [0.1] * DIM, "title": "ok"} for i in range(25_000)]  # 3 chunks
         bad = [*good, {"id": 99_999, "vec": [0.1] * (DIM - 1), "title": "short"}]
         (import_root / "bad.json").write_text(json.dumps(bad))
@@ -138,15 +141,12 @@ def test_a_bad_row_fails_the_job_and_nothing_is_visible(
         assert state.row_count == 0
         wclient.insert(name, [{"id": -1, "vec": [0.2] * DIM, "title": "marker"}])
         wait_for("marker row visible", lambda: ids_of(wclient, name, "id < 100000") == [-1], timeout=30)
-    finally:
-        wclient.drop_collection(name)
 
 
 def test_refusals(wclient: MilvusClient, orm: str, import_root: Path, write_root: Path) -> None:
     name = "import_refused"
-    make_collection(wclient, name, auto_id=False)
     (write_root / "outside.json").write_text("[]")
-    try:
+    with collection(wclient, name, auto_id=False):
         cases = {
             "../outside.json": "'..' is not allowed",
             "/etc/passwd.json": "a path relative to the import root is required",
@@ -167,8 +167,6 @@ def test_refusals(wclient: MilvusClient, orm: str, import_root: Path, write_root
         with pytest.raises(MilvusException) as err:
             utility.get_bulk_insert_state(123456789, using=orm)
         assert err.value.code == 2100 and "import job not found" in err.value.message
-    finally:
-        wclient.drop_collection(name)
 
 
 def test_rest_bulk_import_with_auto_ids(
@@ -177,8 +175,7 @@ def test_rest_bulk_import_with_auto_ids(
     from pymilvus.bulk_writer import bulk_import, get_import_progress, list_import_jobs
 
     name = "import_rest"
-    make_collection(wclient, name, auto_id=True)
-    try:
+    with collection(wclient, name, auto_id=True):
         vecs = vectors(500, 3)
         table = pa.table(
             {
@@ -218,5 +215,3 @@ def test_rest_bulk_import_with_auto_ids(
             bulk_import(
                 url=write_proxy.uri, api_key=ROOT_TOKEN, collection_name=name, files=[["a.npy", "b.npy"]]
             )
-    finally:
-        wclient.drop_collection(name)
