@@ -10,16 +10,23 @@ Why this shape:
   (`--import-root`, default `<storage root>/.import`). A path that is absolute, has `..` or
   resolves outside the import root (a symlink) is refused: a client must never make the proxy read
   a file it was not given.
-- **All or nothing for bad data.** Every row of every file is checked with the insert path's own
-  rules (`rows.batch_from_rows`, Milvus' texts) before the first row is written; a bad row fails
-  the job with the reason naming the file and nothing becomes visible. Then the rows go through the
-  write path in chunks (`WriteApi.insert`: durable in the write-ahead log, sealed, loaded
-  automatically), and the job is Completed once they are sealed into segments. A proxy killed in
-  the middle of the second pass leaves the chunks it had acknowledged (they are durable) and the
-  job Failed ("the proxy running it stopped") — Milvus' import is atomic there, this one is not.
+- **All or nothing.** Every row of every file is checked with the insert path's own rules
+  (`rows.batch_from_rows`, Milvus' texts) before the first row is written; a bad row fails the job
+  with the reason naming the file. Then the rows become segments built in staging (invisible,
+  storage's default segment size, one timestamp per chunk so a key given twice keeps its later
+  row, as two inserts would) — not through the write-ahead log: the files are the durable copy
+  until the job is Completed, so the rows are written once. The staged segments are published in
+  one hold of the collection lock, and the job is Completed in the same hold. The segments are
+  named in the job file before the first rename; a proxy that dies between two renames leaves
+  them to `recover` (every proxy looks every `RECOVER_IMPORTS_EVERY` seconds), which retires the
+  ones it published once the job is stale — Milvus' import is atomic too. Until then the
+  compactor leaves an unfinished job's segments alone (`settled`), so retiring them takes back
+  exactly their rows. A stopped proxy's staging directories are removed by storage's stale
+  staging cleanup.
 - **Job state on the storage root** (`<root>/.imports/<job id>.json`, replaced atomically), so a
   `GetImportState` reaching another replica than the one that runs the job answers the same. The
-  runner rewrites it at every chunk; a Pending or Importing job not rewritten for
+  runner rewrites it at every chunk and touches it every `HEARTBEAT` seconds (an index build may
+  take longer than a chunk); a Pending or Importing job neither rewritten nor touched for
   `STALE_AFTER` seconds belongs to a proxy that is gone and reads as Failed. Job ids come from the
   storage root's id allocator: unique across replicas. Finished jobs are kept `RETENTION` seconds.
 """
@@ -27,22 +34,30 @@ Why this shape:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vectorload.storage.api import StorageError
-from vectorload.storage.atomic import write_json_atomic
+import numpy as np
 
-from .errors import MilvusError, echo, import_failed, parameter_invalid
-from .rows import batch_from_rows
+from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, StorageError
+from vectorload.storage.atomic import write_json_atomic
+from vectorload.storage.generation import LockedCollection, collection_lock
+from vectorload.storage.manifest import MANIFEST_NAME, retired_marker_name
+from vectorload.storage.segsize import default_segment_rows
+from vectorload.storage.writer import CollectionWriter, StagedSegment
+
+from .errors import MilvusError, collection_not_found, echo, import_failed, parameter_invalid
+from .rows import Batch, batch_from_rows
 
 if TYPE_CHECKING:
     from .writes import WriteApi
@@ -53,6 +68,8 @@ JOBS_DIR = ".imports"
 IMPORT_DIR = ".import"
 CHUNK_ROWS = 10_000
 STALE_AFTER = 60.0
+HEARTBEAT = STALE_AFTER / 6  # a running job's file is touched this often
+IMPORT_PREFIX = "i-"  # segment ids `i-<job id>-<n>`
 RETENTION = 24 * 3600.0
 MAX_JSON_BYTES = 512 << 20  # a row-based JSON file is parsed whole
 MAX_FILES = 1024
@@ -76,6 +93,7 @@ class ImportJob:
     updated: float = 0.0
     finished: float = 0.0
     id_ranges: list[int] = field(default_factory=list)  # auto ids as [first, last, first, last, ...]
+    segments: list[list[str]] = field(default_factory=list)  # [partition, segment id]: being published
 
     @property
     def progress(self) -> int:
@@ -85,6 +103,30 @@ class ImportJob:
         if self.total_rows <= 0:
             return 0
         return min(99, self.imported_rows * 100 // self.total_rows)
+
+
+class _Stopped(Exception):
+    """The proxy is stopping (or the job was judged stopped): end the job as Failed."""
+
+
+def _batch(schema: CollectionSchema, auto_id: bool, rows: list[Any], ids: Any, name: str) -> Batch:
+    try:
+        return batch_from_rows(schema, auto_id, rows, ids, False)
+    except MilvusError as exc:
+        raise MilvusError(exc.code, f"import file {name}: {exc.message}") from None
+
+
+def _retire(writer: CollectionWriter, locked: LockedCollection, segments: Sequence[Sequence[str]]) -> int:
+    """Retire the live ones of `segments` ([partition, segment id]) as holding no rows; the
+    caller holds the collection lock. Returns how many were retired."""
+    by_partition: dict[str, list[str]] = {}
+    for partition, segment_id in segments:
+        pdir = locked.cdir / partition
+        if (pdir / segment_id / MANIFEST_NAME).exists() and not (
+            pdir / retired_marker_name(segment_id)
+        ).exists():
+            by_partition.setdefault(partition, []).append(segment_id)
+    return sum(writer.retire_locked(locked, p, ids, replaced_by=()) for p, ids in by_partition.items())
 
 
 def resolve(import_root: Path, name: str) -> Path:
@@ -171,12 +213,17 @@ class ImportJobs:
     """The import jobs of one storage root; runs the jobs this process accepted."""
 
     def __init__(
-        self, writes: WriteApi, import_root: Path | None = None, chunk_rows: int = CHUNK_ROWS
+        self,
+        writes: WriteApi,
+        import_root: Path | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+        segment_rows: int = 0,  # 0: storage's default segment size for the schema
     ) -> None:
         self.writes = writes
         self.import_root = import_root or writes.root / IMPORT_DIR
         self.directory = writes.root / JOBS_DIR
         self.chunk_rows = chunk_rows
+        self.segment_rows = segment_rows
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ job state, shared
@@ -190,15 +237,33 @@ class ImportJobs:
         return job
 
     def _load(self, path: Path) -> ImportJob | None:
+        job = self._read(path)
+        if job is not None and self._stale(path, job):
+            return replace(job, state="Failed", reason=STOPPED)
+        return job
+
+    def _read(self, path: Path) -> ImportJob | None:
         try:
             data = json.loads(path.read_bytes())
             data.pop("formatVersion", None)
-            job = ImportJob(**data)
+            return ImportJob(**data)
         except (OSError, ValueError, TypeError):
             return None  # being replaced, or not a job file
-        if job.state in ("Pending", "Importing") and time.time() - job.updated > STALE_AFTER:
-            return replace(job, state="Failed", reason=STOPPED)
-        return job
+
+    def _stale(self, path: Path, job: ImportJob) -> bool:
+        """Pending or Importing, and neither rewritten nor touched (the runner's heartbeat) for
+        `STALE_AFTER` seconds: its proxy is gone."""
+        if job.state not in ("Pending", "Importing"):
+            return False
+        try:
+            touched = path.stat().st_mtime
+        except OSError:
+            touched = 0.0
+        return time.time() - max(job.updated, touched) > STALE_AFTER
+
+    def _heartbeat(self, job_id: int) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self._path(job_id))
 
     def get(self, job_id: int) -> ImportJob:
         job = self._load(self._path(job_id)) if job_id > 0 else None
@@ -206,7 +271,7 @@ class ImportJobs:
             raise import_failed(f"import job not found: jobID={job_id}")
         return job
 
-    def list(self, database: str, collection: str = "", limit: int = 0) -> list[ImportJob]:
+    def list(self, database: str, collection: str = "", limit: int = 0) -> builtins.list[ImportJob]:
         databases = self.writes.api.databases
         namespace = databases.namespace(database)  # an unknown database: Milvus' 800
         try:
@@ -254,34 +319,18 @@ class ImportJobs:
         return job
 
     async def _run(self, job: ImportJob) -> None:
+        stop = threading.Event()
+        beat = asyncio.create_task(self._beat(job.id))
         try:
-            job = await asyncio.to_thread(self._save, replace(job, state="Importing"))
-            total = await asyncio.to_thread(self._check, job)
-            job = await asyncio.to_thread(self._save, replace(job, total_rows=total))
-            job = await self._insert(job)
-            await self.writes.flush(job.database, [job.collection])
-            job = replace(job, state="Completed", imported_rows=total, finished=time.time())
+            job = await asyncio.to_thread(self._execute, job, stop)
         except asyncio.CancelledError:
-            job = replace(
-                job, state="Failed", reason="the proxy running the import stopped", finished=time.time()
-            )
-            with contextlib.suppress(OSError):
-                self._save(job)
+            # the worker ends at its next chunk: it records the job Failed and discards what it
+            # staged (a publish under way completes: the job is then Completed)
+            stop.set()
             raise
-        except MilvusError as exc:
-            job = replace(job, state="Failed", reason=exc.message, finished=time.time())
-        except (OSError, StorageError) as exc:
-            job = replace(
-                job, state="Failed", reason=f"reading the import files: {exc}", finished=time.time()
-            )
-        except Exception as exc:  # a bug: the job fails with it, the proxy keeps serving
-            log.exception("import job %d failed", job.id)
-            job = replace(job, state="Failed", reason=f"internal error: {exc}", finished=time.time())
+        finally:
+            beat.cancel()
         self.writes.metrics.import_jobs.labels(job.state).inc()
-        try:
-            await asyncio.to_thread(self._save, job)
-        except OSError:
-            log.exception("writing the state of import job %d", job.id)
         log.info(
             "import job %d of %s: %s (%d rows) %s",
             job.id,
@@ -291,10 +340,43 @@ class ImportJobs:
             job.reason,
         )
 
+    async def _beat(self, job_id: int) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            await asyncio.to_thread(self._heartbeat, job_id)
+
+    def _execute(self, job: ImportJob, stop: threading.Event) -> ImportJob:
+        """The job, in a worker thread: check every row, stage the segments, publish them all."""
+        staged: builtins.list[StagedSegment] = []
+        try:
+            job = self._save(replace(job, state="Importing"))
+            total = self._check(job, stop)
+            job = self._save(replace(job, total_rows=total))
+            job = self._stage(job, stop, staged)
+            return self._publish(job, staged)
+        except _Stopped:
+            job = replace(job, state="Failed", reason=STOPPED)
+        except MilvusError as exc:
+            job = replace(job, state="Failed", reason=exc.message)
+        except (OSError, StorageError) as exc:
+            job = replace(job, state="Failed", reason=f"reading the import files: {exc}")
+        except Exception as exc:  # a bug: the job fails with it, the proxy keeps serving
+            log.exception("import job %d failed", job.id)
+            job = replace(job, state="Failed", reason=f"internal error: {exc}")
+        finally:
+            for s in staged:  # not published (a published segment's staging directory is gone)
+                self.writes.writer.discard(s)
+        job = replace(job, finished=time.time(), segments=[])
+        try:
+            return self._save(job)
+        except OSError:
+            log.exception("writing the state of import job %d", job.id)
+            return job
+
     def _schema_and_auto_id(self, job: ImportJob) -> tuple[Any, bool]:
         return self.writes.schema(job.collection), self.writes.auto_id(job.collection)
 
-    def _check(self, job: ImportJob) -> int:
+    def _check(self, job: ImportJob, stop: threading.Event) -> int:
         """Every row of every file, checked as an insert checks it; the row count."""
         schema, auto_id = self._schema_and_auto_id(job)
         total = 0
@@ -302,36 +384,156 @@ class ImportJobs:
             path = resolve(self.import_root, name)
             rows_in_file = 0
             for rows in read_chunks(path, name, self.chunk_rows):
-                try:
-                    batch_from_rows(schema, auto_id, rows, lambda n: list(range(n)), False)
-                except MilvusError as exc:
-                    raise MilvusError(exc.code, f"import file {name}: {exc.message}") from None
+                if stop.is_set():
+                    raise _Stopped
+                _batch(schema, auto_id, rows, lambda n: list(range(n)), name)
                 rows_in_file += len(rows)
             if rows_in_file == 0:
                 raise parameter_invalid(f"import file {echo(name)} has no rows")
             total += rows_in_file
         return total
 
-    async def _insert(self, job: ImportJob) -> ImportJob:
-        schema, auto_id = await asyncio.to_thread(self._schema_and_auto_id, job)
+    def _stage(
+        self, job: ImportJob, stop: threading.Event, staged: builtins.list[StagedSegment]
+    ) -> ImportJob:
+        """Every row again, into segments built in staging (invisible until `_publish`); each chunk
+        has its own timestamp, so a key given twice resolves to its later row, as two inserts."""
+        writes = self.writes
+        schema, auto_id = self._schema_and_auto_id(job)
+        partition = job.partition or DEFAULT_PARTITION
+        m, efc = writes.index_params(schema, writes.properties(job.collection), partition)
+        per_segment = self.segment_rows or default_segment_rows(schema, m)
+        pending: builtins.list[tuple[Batch, int]] = []
         for name in job.files:
-            path = await asyncio.to_thread(resolve, self.import_root, name)
-            chunks = read_chunks(path, name, self.chunk_rows)
-            while (rows := await asyncio.to_thread(next, chunks, None)) is not None:
-                batch = await asyncio.to_thread(
-                    batch_from_rows, schema, auto_id, rows, self.writes.allocate_ids, False
-                )
-                await self.writes.insert(job.database, job.collection, job.partition, batch)
-                self.writes.metrics.import_rows.inc(batch.rows)
+            path = resolve(self.import_root, name)
+            for rows in read_chunks(path, name, self.chunk_rows):
+                if stop.is_set():
+                    raise _Stopped
+                batch = _batch(schema, auto_id, rows, writes.allocate_ids, name)
+                pending.append((batch, writes.clock.now()))
                 ranges = list(job.id_ranges)
                 if auto_id and batch.pks:
                     ranges += [int(batch.pks[0]), int(batch.pks[-1])]
-                job = replace(job, imported_rows=job.imported_rows + batch.rows, id_ranges=ranges)
-                job = await asyncio.to_thread(self._save, job)
+                if sum(b.rows for b, _ in pending) >= per_segment:
+                    staged.append(self._stage_segment(job, schema, partition, pending, m, efc, len(staged)))
+                    pending = []
+                job = self._save(replace(job, imported_rows=job.imported_rows + batch.rows, id_ranges=ranges))
+        if pending:
+            staged.append(self._stage_segment(job, schema, partition, pending, m, efc, len(staged)))
         return job
 
+    def _stage_segment(
+        self,
+        job: ImportJob,
+        schema: CollectionSchema,
+        partition: str,
+        parts: builtins.list[tuple[Batch, int]],
+        m: int,
+        efc: int,
+        n: int,
+    ) -> StagedSegment:
+        pks = [k for b, _ in parts for k in b.pks]
+        newest = {k: i for i, k in enumerate(pks)}  # a key's later row replaces its earlier one
+        keep = np.fromiter(sorted(newest.values()), dtype=np.int64, count=len(newest))
+        ts = np.concatenate([np.full(b.rows, t, dtype=np.int64) for b, t in parts])[keep]
+        vectors = {
+            f.name: np.concatenate([b.vectors[f.name] for b, _ in parts])[keep] for f in schema.vector_fields
+        }
+        scalars = {}
+        for f in schema.scalar_fields:
+            column = [v for b, _ in parts for v in b.scalars[f.name]]
+            scalars[f.name] = [column[i] for i in keep.tolist()]
+        dynamic = None
+        if schema.dynamic_field:
+            metas = [d for b, _ in parts for d in (b.dynamic or [{}] * b.rows)]
+            dynamic = [metas[i] for i in keep.tolist()]
+        kept = [pks[i] for i in keep.tolist()]
+        primary_keys: Any = np.asarray(kept, dtype=np.int64) if schema.primary_key.type == "int64" else kept
+        return self.writes.writer.stage_segment(
+            job.collection,
+            partition,
+            f"{IMPORT_PREFIX}{job.id}-{n}",
+            vectors=vectors,
+            primary_keys=primary_keys,
+            scalars=scalars,
+            dynamic=dynamic,
+            M=m,
+            ef_construction=efc,
+            num_threads=self.writes.settings.build_threads,
+            timestamps=ts,
+        )
+
+    def _publish(self, job: ImportJob, staged: builtins.list[StagedSegment]) -> ImportJob:
+        """Every staged segment, in one hold of the collection lock, and the job Completed in the
+        same hold. The segments are named in the job file first: if this process dies in the
+        middle, `recover` retires the ones it published."""
+        names = [[s.manifest.partition, s.manifest.segment_id] for s in staged]
+        job = self._save(replace(job, segments=names))
+        cdir = self.writes.root / job.collection
+        if not cdir.is_dir():
+            raise collection_not_found(job.collection)
+        with collection_lock(cdir) as locked:
+            current = self._read(self._path(job.id))
+            if current is None or current.state != "Importing":
+                raise _Stopped  # judged stopped (another proxy's `recover`) while this one stalled
+            published: builtins.list[list[str]] = []
+            try:
+                for s, name in zip(staged, names, strict=True):
+                    self.writes.writer.publish_locked(s, locked)
+                    published.append(name)
+                done = replace(job, state="Completed", imported_rows=job.total_rows, finished=time.time())
+                job = self._save(replace(done, segments=[]))
+            except BaseException:
+                _retire(self.writes.writer, locked, published)
+                raise
+        self.writes.metrics.import_rows.inc(job.total_rows)
+        return job
+
+    def settled(self, segment_id: str) -> bool:
+        """Whether a segment may be compacted: not one of an import job still publishing (its
+        rows must stay in segments `recover` can retire)."""
+        if not segment_id.startswith(IMPORT_PREFIX):
+            return True
+        head = segment_id[len(IMPORT_PREFIX) :].split("-", 1)[0]
+        if not head.isdigit():
+            return True
+        job = self._read(self._path(int(head)))
+        return job is None or job.state not in ("Pending", "Importing")
+
+    def recover(self) -> int:
+        """Record the jobs of proxies that are gone as Failed; a job that was publishing has the
+        segments it published retired first (under the collection lock), so an import is never
+        half visible for longer than `STALE_AFTER`. Returns how many jobs it ended."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return 0
+        ended = 0
+        for n in names:
+            if not _JOB_FILE.match(n):
+                continue
+            path = self.directory / n
+            job = self._read(path)
+            if job is None or not self._stale(path, job):
+                continue
+            cdir = self.writes.root / job.collection
+            if job.segments and cdir.is_dir():
+                with collection_lock(cdir) as locked:
+                    job = self._read(path)  # again, under the lock a publisher holds
+                    if job is None or not self._stale(path, job):
+                        continue
+                    retired = _retire(self.writes.writer, locked, job.segments)
+                    reason = f"{STOPPED} while publishing; its {retired} published segments were retired"
+                    self._save(replace(job, state="Failed", reason=reason, finished=time.time(), segments=[]))
+            else:
+                self._save(replace(job, state="Failed", reason=STOPPED, finished=time.time(), segments=[]))
+            log.warning("import job %d of %s: its proxy stopped; recorded Failed", job.id, job.collection)
+            ended += 1
+        return ended
+
     async def close(self) -> None:
-        """Stop running jobs (their state turns Failed once stale: their acknowledged chunks stay)."""
+        """Stop running jobs: each records itself Failed at its next chunk and discards what it
+        staged (a process killed instead leaves its job to `recover`)."""
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -82,6 +82,7 @@ _SEGMENT_RE = re.compile(r"^w-([0-9a-f]{12})-(\d{1,20})-(\d{1,20})$")
 COMPACTOR_LOCK = ".compactor.lock"
 INDEX_NOT_FOUND = 700
 AUTOINDEX = "AUTOINDEX"
+RECOVER_IMPORTS_EVERY = 10.0  # seconds between looks for import jobs whose proxy is gone
 INLINE_ROWS = 256  # a request this small is checked on the event loop: a thread hop costs more
 
 
@@ -253,6 +254,7 @@ class WriteApi:
 
     def start(self) -> None:
         self._adopt()
+        self.imports.recover()
         for t in self._threads:
             t.start()
 
@@ -578,6 +580,7 @@ class WriteApi:
     # ------------------------------------------------------------------------------- sealer
 
     def _seal_loop(self) -> None:
+        recover_at = time.monotonic() + RECOVER_IMPORTS_EVERY
         while not self._stop.is_set():
             self._wake.wait(self.settings.seal_interval)
             self._wake.clear()
@@ -588,6 +591,12 @@ class WriteApi:
             except Exception:
                 log.exception("sealing failed; retrying")
                 time.sleep(0.5)
+            if time.monotonic() >= recover_at:
+                recover_at = time.monotonic() + RECOVER_IMPORTS_EVERY
+                try:
+                    self.imports.recover()
+                except Exception:
+                    log.exception("rolling back stopped import jobs failed; retrying")
 
     def seal_once(self) -> int:
         """Seal what every log (own and adopted) holds; returns the number of records sealed."""
@@ -794,8 +803,7 @@ class WriteApi:
             dynamic = [metas[i] for i in rows.tolist()]
         first, last = recs[0][0], recs[-1][0]
         segment_id = f"{SEGMENT_PREFIX}{instance}-{first}-{last}"
-        index = next((props.index(f.name) for f in schema.vector_fields if props.index(f.name)), None)
-        m, efc = (index.M, index.ef_construction) if index else self._built_with(schema, partition)
+        m, efc = self.index_params(schema, props, partition)
         pk_values: Any = np.asarray(pks, dtype=np.int64) if schema.primary_key.type == "int64" else pks
         self.writer.write_segment(
             schema.name,
@@ -810,6 +818,14 @@ class WriteApi:
             num_threads=self.settings.build_threads,
             timestamps=ts,
         )
+
+    def index_params(
+        self, schema: CollectionSchema, props: CollectionProperties, partition: str
+    ) -> tuple[int, int]:
+        """M and efConstruction of a new segment: the collection's index definition, else what
+        its segments were built with."""
+        index = next((props.index(f.name) for f in schema.vector_fields if props.index(f.name)), None)
+        return (index.M, index.ef_construction) if index else self._built_with(schema, partition)
 
     def _built_with(self, schema: CollectionSchema, partition: str) -> tuple[int, int]:
         """An ingested collection (no index definitions): the parameters its segments were built
@@ -900,6 +916,7 @@ class WriteApi:
                 segments = self.reader.segments(collection, partition)
             except StorageError:
                 continue
+            segments = [m for m in segments if self.imports.settled(m.segment_id)]
             groups = pick_small_segments(
                 segments, small_rows=self.settings.small_rows, target_rows=self.settings.target_rows
             )

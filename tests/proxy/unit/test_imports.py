@@ -1,21 +1,33 @@
 """Bulk import without processes: the import root confines every path, files are read in chunks
 (Parquet by record batch, row-based JSON in both of Milvus' shapes, `$meta` spread into keys),
-and the shared job state reads back — a job whose runner stopped rewriting it reads as Failed."""
+the shared job state reads back — a job whose runner stopped rewriting it reads as Failed — and
+on a real storage root: segments staged unseen and published at once, a stopped job leaves
+nothing, a publisher that died midway has what it published retired."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from vectorload.storage.api import CollectionSchema, FieldSchema
+from vectorload.storage.generation import collection_lock
+from vectorload.storage.properties import CollectionProperties
+from vectorload.storage.reader import FilesystemReader
+from vectorload.storage.tso import HybridClock
+from vectorload.storage.writer import CollectionWriter
 from vectorload_proxy import imports
 from vectorload_proxy.errors import MilvusError
 from vectorload_proxy.imports import ImportJob, ImportJobs, check_files, read_chunks, resolve
+from vectorload_proxy.writes import WriteSettings
 
 
 def test_resolve_confines_paths_to_the_import_root(tmp_path: Path) -> None:
@@ -115,3 +127,128 @@ def test_job_state_reads_back_and_a_stale_running_job_reads_failed(tmp_path: Pat
     (tmp_path / imports.JOBS_DIR / "9.json").write_text("{torn")
     with pytest.raises(MilvusError):
         jobs.get(9)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _StorageWrites(_Writes):
+    """The parts of the write path an import job's worker uses, on a real storage root."""
+
+    def __init__(self, root: Path, schema: CollectionSchema) -> None:
+        super().__init__(root)
+        self.writer = CollectionWriter(root)
+        self.writer.create_collection(schema)
+        self.reader = FilesystemReader(root)
+        self.clock = HybridClock()
+        self.settings = WriteSettings(build_threads=1)
+        self.metrics = SimpleNamespace(import_rows=_Counter())
+        self._schema = schema
+        self._next_id = 1000
+
+    def schema(self, collection: str) -> CollectionSchema:
+        return self._schema
+
+    def auto_id(self, collection: str) -> bool:
+        return False
+
+    def properties(self, collection: str) -> CollectionProperties:
+        return CollectionProperties()
+
+    def index_params(self, schema: CollectionSchema, props: Any, partition: str) -> tuple[int, int]:
+        return 8, 32
+
+    def allocate_ids(self, n: int) -> list[int]:
+        self._next_id += n
+        return list(range(self._next_id - n, self._next_id))
+
+
+SCHEMA = CollectionSchema(
+    "c",
+    (
+        FieldSchema("id", "int64", is_primary=True),
+        FieldSchema("title", "varchar", max_length=16),
+        FieldSchema("v", "float_vector", dim=2, metric="l2"),
+    ),
+)
+
+
+def _jobs(tmp_path: Path, rows: list[dict[str, Any]]) -> tuple[ImportJobs, _StorageWrites, ImportJob]:
+    writes = _StorageWrites(tmp_path / "root", SCHEMA)
+    jobs = ImportJobs(writes, tmp_path / "import", chunk_rows=500, segment_rows=1000)  # type: ignore[arg-type]
+    (tmp_path / "import").mkdir()
+    (tmp_path / "import" / "a.json").write_text(json.dumps(rows))
+    job = jobs._save(ImportJob(42, "", "c", "", ["a.json"]))
+    return jobs, writes, job
+
+
+def _rows(n: int, title: str = "t") -> list[dict[str, Any]]:
+    return [{"id": i, "title": f"{title}{i}"[:16], "v": [float(i), 1.0]} for i in range(n)]
+
+
+def _live(writes: _StorageWrites) -> list[str]:
+    return sorted(m.segment_id for m in writes.reader.segments("c", "_default"))
+
+
+def test_an_import_is_staged_unseen_then_published_at_once_and_a_key_given_twice_keeps_its_later_row(
+    tmp_path: Path,
+) -> None:
+    rows = [*_rows(2400), {"id": 7, "title": "again", "v": [7.0, 2.0]}]  # chunk 5 repeats key 7
+    jobs, writes, job = _jobs(tmp_path, rows)
+    seen_before: list[list[str]] = []
+    publish = writes.writer.publish_locked
+
+    def watching(staged: Any, locked: Any) -> Any:
+        seen_before.append(_live(writes))
+        return publish(staged, locked)
+
+    writes.writer.publish_locked = watching  # type: ignore[method-assign]
+    done = jobs._execute(job, threading.Event())
+    assert (done.state, done.imported_rows, done.total_rows, done.segments) == ("Completed", 2401, 2401, [])
+    assert seen_before == [[], ["i-42-0"], ["i-42-0", "i-42-1"]]  # all three built, unseen, then renamed
+    assert _live(writes) == ["i-42-0", "i-42-1", "i-42-2"]
+    assert jobs.get(42).state == "Completed" and writes.metrics.import_rows.value == 2401
+    segments = writes.reader.segments("c", "_default")
+    assert sum(m.rows for m in segments) == 2401  # key 7 is in two segments: the later row wins
+    assert not list((writes.root / "c" / ".staging").glob("*"))
+    assert jobs.settled("i-42-0") and jobs.settled("w-0123456789ab-1-2")
+
+
+def test_a_stopped_job_fails_and_leaves_nothing_staged(tmp_path: Path) -> None:
+    jobs, writes, job = _jobs(tmp_path, _rows(1500))
+    stop = threading.Event()
+    stop.set()
+    done = jobs._execute(job, stop)
+    assert (done.state, done.reason) == ("Failed", imports.STOPPED)
+    assert _live(writes) == [] and not list((writes.root / "c" / ".staging").glob("*"))
+
+
+def test_recover_retires_what_a_dead_publisher_published_and_fails_its_job(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    jobs, writes, job = _jobs(tmp_path, _rows(2500))
+    staged: list[Any] = []
+    job = jobs._stage(jobs._save(replace(job, state="Importing")), threading.Event(), staged)
+    names = [[s.manifest.partition, s.manifest.segment_id] for s in staged]
+    job = jobs._save(replace(job, segments=names))
+    with collection_lock(writes.root / "c") as locked:  # the publisher dies after two renames
+        for s in staged[:2]:
+            writes.writer.publish_locked(s, locked)
+    assert _live(writes) == ["i-42-0", "i-42-1"]
+    assert not jobs.settled("i-42-0")  # the compactor leaves them alone meanwhile
+    assert jobs.recover() == 0  # its proxy may still be alive: nothing yet
+    later = time.time() + imports.STALE_AFTER + 1
+    monkeypatch.setattr(imports.time, "time", lambda: later)
+    assert jobs.recover() == 1
+    assert _live(writes) == []
+    retired = writes.reader.retired_segments("c", "_default")
+    assert sorted((r.manifest.segment_id, r.replaced_by) for r in retired) == [("i-42-0", ()), ("i-42-1", ())]
+    failed = jobs.get(42)
+    assert failed.state == "Failed" and "2 published segments were retired" in failed.reason
+    assert failed.segments == [] and jobs.settled("i-42-0")
+    assert jobs.recover() == 0  # once
