@@ -11,11 +11,12 @@ Why this shape:
   resolves outside the import root (a symlink) is refused: a client must never make the proxy read
   a file it was not given.
 - **All or nothing.** Every row of every file is checked with the insert path's own rules
-  (`rows.batch_from_rows`, Milvus' texts) before the first row is written; a bad row fails the job
-  with the reason naming the file. Then the rows become segments built in staging (invisible,
-  storage's default segment size, one timestamp per chunk so a key given twice keeps its later
-  row, as two inserts would) — not through the write-ahead log: the files are the durable copy
-  until the job is Completed, so the rows are written once. The staged segments are published in
+  (`rows.batch_from_rows`, Milvus' texts) as it is built into a segment in staging (invisible;
+  storage's default segment size; one timestamp per chunk so a key given twice keeps its later
+  row, as two inserts would); a bad row anywhere fails the job with the reason naming the file,
+  what was staged is removed and nothing was ever visible. The rows do not go through the
+  write-ahead log: the files are the durable copy until the job is Completed, so the rows are
+  read and written once. The staged segments are published in
   one hold of the collection lock, and the job is Completed in the same hold. The segments are
   named in the job file before the first rename; a proxy that dies between two renames leaves
   them to `recover` (every proxy looks every `RECOVER_IMPORTS_EVERY` seconds), which retires the
@@ -94,15 +95,24 @@ class ImportJob:
     finished: float = 0.0
     id_ranges: list[int] = field(default_factory=list)  # auto ids as [first, last, first, last, ...]
     segments: list[list[str]] = field(default_factory=list)  # [partition, segment id]: being published
+    percent: int = 0  # rows staged of the rows known so far; never goes back
 
     @property
     def progress(self) -> int:
         """0-100, as Milvus reports it."""
-        if self.state == "Completed":
-            return 100
-        if self.total_rows <= 0:
-            return 0
-        return min(99, self.imported_rows * 100 // self.total_rows)
+        return 100 if self.state == "Completed" else self.percent
+
+    def staged(self, rows: int, total_rows: int, id_ranges: list[int]) -> ImportJob:
+        """`rows` more rows staged, of `total_rows` known (a JSON file's rows are known once read)."""
+        imported = self.imported_rows + rows
+        percent = min(99, imported * 100 // total_rows) if total_rows > 0 else 0
+        return replace(
+            self,
+            imported_rows=imported,
+            total_rows=total_rows,
+            id_ranges=id_ranges,
+            percent=max(self.percent, percent),
+        )
 
 
 class _Stopped(Exception):
@@ -177,22 +187,17 @@ def _row(raw: Any, where: str) -> Any:
     return raw
 
 
-def read_chunks(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Any]]:
-    """The file's rows, `chunk_rows` at a time (Parquet streamed by record batch)."""
+def open_rows(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> tuple[int, Iterator[list[Any]]]:
+    """The file's row count and its rows, `chunk_rows` at a time (Parquet streamed by record
+    batch, its count from the footer; a row-based JSON file is parsed whole)."""
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         try:
             pf = pq.ParquetFile(path)
-            for rb in pf.iter_batches(batch_size=chunk_rows):
-                yield [_row(r, name) for r in rb.to_pylist()]
-        except MilvusError:
-            raise
         except Exception as exc:  # pyarrow's errors: the file is not (valid) Parquet
-            raise parameter_invalid(
-                f"import file {echo(name)}: not a readable Parquet file ({exc})"
-            ) from None
-        return
+            raise _not_parquet(name, exc) from None
+        return int(pf.metadata.num_rows), _parquet_chunks(pf, name, chunk_rows)
     if path.stat().st_size > MAX_JSON_BYTES:
         raise parameter_invalid(
             f"import file {echo(name)}: a row-based JSON file is limited to {MAX_JSON_BYTES} bytes; "
@@ -205,8 +210,32 @@ def read_chunks(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         raise parameter_invalid(f'import file {echo(name)}: expected {{"rows": [...]}} or a list of rows')
+    return len(rows), _json_chunks(rows, name, chunk_rows)
+
+
+def _not_parquet(name: str, exc: Exception) -> MilvusError:
+    return parameter_invalid(f"import file {echo(name)}: not a readable Parquet file ({exc})")
+
+
+def _parquet_chunks(pf: Any, name: str, chunk_rows: int) -> Iterator[list[Any]]:
+    try:
+        for rb in pf.iter_batches(batch_size=chunk_rows):
+            yield [_row(r, name) for r in rb.to_pylist()]
+    except MilvusError:
+        raise
+    except Exception as exc:
+        raise _not_parquet(name, exc) from None
+
+
+def _json_chunks(rows: list[Any], name: str, chunk_rows: int) -> Iterator[list[Any]]:
     for i in range(0, len(rows), chunk_rows):
         yield [_row(r, name) for r in rows[i : i + chunk_rows]]
+
+
+def read_chunks(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Any]]:
+    """The file's rows, `chunk_rows` at a time."""
+    _, chunks = open_rows(path, name, chunk_rows)
+    yield from chunks
 
 
 class ImportJobs:
@@ -350,8 +379,6 @@ class ImportJobs:
         staged: builtins.list[StagedSegment] = []
         try:
             job = self._save(replace(job, state="Importing"))
-            total = self._check(job, stop)
-            job = self._save(replace(job, total_rows=total))
             job = self._stage(job, stop, staged)
             return self._publish(job, staged)
         except _Stopped:
@@ -366,7 +393,8 @@ class ImportJobs:
         finally:
             for s in staged:  # not published (a published segment's staging directory is gone)
                 self.writes.writer.discard(s)
-        job = replace(job, finished=time.time(), segments=[])
+        # a failed job imported nothing: what it staged is gone
+        job = replace(job, finished=time.time(), segments=[], imported_rows=0)
         try:
             return self._save(job)
         except OSError:
@@ -376,37 +404,25 @@ class ImportJobs:
     def _schema_and_auto_id(self, job: ImportJob) -> tuple[Any, bool]:
         return self.writes.schema(job.collection), self.writes.auto_id(job.collection)
 
-    def _check(self, job: ImportJob, stop: threading.Event) -> int:
-        """Every row of every file, checked as an insert checks it; the row count."""
-        schema, auto_id = self._schema_and_auto_id(job)
-        total = 0
-        for name in job.files:
-            path = resolve(self.import_root, name)
-            rows_in_file = 0
-            for rows in read_chunks(path, name, self.chunk_rows):
-                if stop.is_set():
-                    raise _Stopped
-                _batch(schema, auto_id, rows, lambda n: list(range(n)), name)
-                rows_in_file += len(rows)
-            if rows_in_file == 0:
-                raise parameter_invalid(f"import file {echo(name)} has no rows")
-            total += rows_in_file
-        return total
-
     def _stage(
         self, job: ImportJob, stop: threading.Event, staged: builtins.list[StagedSegment]
     ) -> ImportJob:
-        """Every row again, into segments built in staging (invisible until `_publish`); each chunk
-        has its own timestamp, so a key given twice resolves to its later row, as two inserts."""
+        """Every row, checked as an insert checks it, into segments built in staging (invisible
+        until `_publish`: a bad row anywhere fails the job with nothing visible); each chunk has
+        its own timestamp, so a key given twice resolves to its later row, as two inserts."""
         writes = self.writes
         schema, auto_id = self._schema_and_auto_id(job)
         partition = job.partition or DEFAULT_PARTITION
         m, efc = writes.index_params(schema, writes.properties(job.collection), partition)
         per_segment = self.segment_rows or default_segment_rows(schema, m)
         pending: builtins.list[tuple[Batch, int]] = []
+        known = 0  # rows of the files opened so far
         for name in job.files:
-            path = resolve(self.import_root, name)
-            for rows in read_chunks(path, name, self.chunk_rows):
+            count, chunks = open_rows(resolve(self.import_root, name), name, self.chunk_rows)
+            if count == 0:
+                raise parameter_invalid(f"import file {echo(name)} has no rows")
+            known += count
+            for rows in chunks:
                 if stop.is_set():
                     raise _Stopped
                 batch = _batch(schema, auto_id, rows, writes.allocate_ids, name)
@@ -417,7 +433,7 @@ class ImportJobs:
                 if sum(b.rows for b, _ in pending) >= per_segment:
                     staged.append(self._stage_segment(job, schema, partition, pending, m, efc, len(staged)))
                     pending = []
-                job = self._save(replace(job, imported_rows=job.imported_rows + batch.rows, id_ranges=ranges))
+                job = self._save(job.staged(batch.rows, known, ranges))
         if pending:
             staged.append(self._stage_segment(job, schema, partition, pending, m, efc, len(staged)))
         return job
@@ -481,7 +497,7 @@ class ImportJobs:
                 for s, name in zip(staged, names, strict=True):
                     self.writes.writer.publish_locked(s, locked)
                     published.append(name)
-                done = replace(job, state="Completed", imported_rows=job.total_rows, finished=time.time())
+                done = replace(job, state="Completed", total_rows=job.imported_rows, finished=time.time())
                 job = self._save(replace(done, segments=[]))
             except BaseException:
                 _retire(self.writes.writer, locked, published)

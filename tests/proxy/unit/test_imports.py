@@ -111,11 +111,11 @@ class _Writes:
 
 def test_job_state_reads_back_and_a_stale_running_job_reads_failed(tmp_path: Path, monkeypatch: Any) -> None:
     jobs = ImportJobs(_Writes(tmp_path))  # type: ignore[arg-type]
-    job = jobs._save(
-        ImportJob(7, "", "c", "", ["a.json"], state="Importing", total_rows=200, imported_rows=50)
-    )
+    job = jobs._save(ImportJob(7, "", "c", "", ["a.json"], state="Importing").staged(50, 200, []))
     again = jobs.get(7)
     assert again == job and again.progress == 25
+    assert again.staged(10, 400, []).progress == 25  # a file read later adds rows: never back
+    assert again.staged(150, 200, []).progress == 99  # 100 only once Completed
     assert ImportJob(1, "", "c", "", [], state="Completed").progress == 100
     later = time.time() + imports.STALE_AFTER + 1
     monkeypatch.setattr(imports.time, "time", lambda: later)
@@ -252,3 +252,23 @@ def test_recover_retires_what_a_dead_publisher_published_and_fails_its_job(
     assert failed.state == "Failed" and "2 published segments were retired" in failed.reason
     assert failed.segments == [] and jobs.settled("i-42-0")
     assert jobs.recover() == 0  # once
+
+
+def test_a_bad_last_row_fails_the_job_after_segments_were_built_and_none_is_seen(tmp_path: Path) -> None:
+    bad = {"id": 99_999, "title": "short", "v": [1.0]}
+    jobs, writes, job = _jobs(tmp_path, [*_rows(2400), bad])  # two segments built before it
+    staged: list[Any] = []
+    discard = writes.writer.discard
+
+    def counting(s: Any) -> None:
+        staged.append(s)
+        discard(s)
+
+    writes.writer.discard = counting  # type: ignore[method-assign]
+    done = jobs._execute(job, threading.Event())
+    assert done.state == "Failed" and done.imported_rows == 0
+    assert (
+        "a.json" in done.reason
+        and "the dim (1) of field data(v) is not equal to schema dim (2)" in done.reason
+    )
+    assert len(staged) == 2 and _live(writes) == [] and not list((writes.root / "c" / ".staging").glob("*"))
