@@ -16,7 +16,8 @@ Why this shape:
   row, as two inserts would); a bad row anywhere fails the job with the reason naming the file,
   what was staged is removed and nothing was ever visible. The rows do not go through the
   write-ahead log: the files are the durable copy until the job is Completed, so the rows are
-  read and written once. The staged segments are published in
+  read and written once. A Parquet record batch of fields only is checked as columns
+  (`rows.batch_from_arrow`, no Python object per vector value). The staged segments are published in
   one hold of the collection lock, and the job is Completed in the same hold. The segments are
   named in the job file before the first rename; a proxy that dies between two renames leaves
   them to `recover` (every proxy looks every `RECOVER_IMPORTS_EVERY` seconds), which retires the
@@ -48,6 +49,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import numpy as np
 
 from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, StorageError
@@ -58,12 +60,14 @@ from vectorload.storage.segsize import default_segment_rows
 from vectorload.storage.writer import CollectionWriter, StagedSegment
 
 from .errors import MilvusError, collection_not_found, echo, import_failed, parameter_invalid
-from .rows import Batch, batch_from_rows
+from .rows import Batch, arrow_fields_only, batch_from_arrow, batch_from_rows
 
 if TYPE_CHECKING:
     from .writes import WriteApi
 
 log = logging.getLogger(__name__)
+
+Chunk = list[Any] | Any  # row objects, or a pyarrow.RecordBatch
 
 JOBS_DIR = ".imports"
 IMPORT_DIR = ".import"
@@ -119,11 +123,25 @@ class _Stopped(Exception):
     """The proxy is stopping (or the job was judged stopped): end the job as Failed."""
 
 
-def _batch(schema: CollectionSchema, auto_id: bool, rows: list[Any], ids: Any, name: str) -> Batch:
+def _batch(schema: CollectionSchema, auto_id: bool, chunk: Chunk, ids: Any, name: str) -> Batch:
+    """A chunk checked as an insert is: a Parquet record batch of fields only as columns, any
+    other chunk as rows (`$meta` spread)."""
     try:
-        return batch_from_rows(schema, auto_id, rows, ids, False)
+        if isinstance(chunk, list):
+            return batch_from_rows(schema, auto_id, chunk, ids, False)
+        if arrow_fields_only(schema, chunk.schema.names):
+            return batch_from_arrow(schema, auto_id, chunk, ids)
+        return batch_from_rows(schema, auto_id, _arrow_rows(chunk, name), ids, False)
     except MilvusError as exc:
         raise MilvusError(exc.code, f"import file {name}: {exc.message}") from None
+
+
+def _arrow_rows(record_batch: Any, name: str) -> list[Any]:
+    return [_row(r, name) for r in record_batch.to_pylist()]
+
+
+def _chunk_rows(chunk: Chunk) -> int:
+    return len(chunk) if isinstance(chunk, list) else int(chunk.num_rows)
 
 
 def _retire(writer: CollectionWriter, locked: LockedCollection, segments: Sequence[Sequence[str]]) -> int:
@@ -187,9 +205,10 @@ def _row(raw: Any, where: str) -> Any:
     return raw
 
 
-def open_rows(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> tuple[int, Iterator[list[Any]]]:
-    """The file's row count and its rows, `chunk_rows` at a time (Parquet streamed by record
-    batch, its count from the footer; a row-based JSON file is parsed whole)."""
+def open_rows(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> tuple[int, Iterator[Chunk]]:
+    """The file's row count and its chunks of `chunk_rows` rows: Parquet record batches
+    (streamed, the count from the footer) or lists of row objects (a row-based JSON file, parsed
+    whole, `$meta` spread)."""
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -204,8 +223,8 @@ def open_rows(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> tuple[int,
             "use Parquet for larger files"
         )
     try:
-        data = json.loads(path.read_bytes())
-    except ValueError as exc:
+        data = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError as exc:
         raise parameter_invalid(f"import file {echo(name)}: not valid JSON ({exc})") from None
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list):
@@ -217,12 +236,9 @@ def _not_parquet(name: str, exc: Exception) -> MilvusError:
     return parameter_invalid(f"import file {echo(name)}: not a readable Parquet file ({exc})")
 
 
-def _parquet_chunks(pf: Any, name: str, chunk_rows: int) -> Iterator[list[Any]]:
+def _parquet_chunks(pf: Any, name: str, chunk_rows: int) -> Iterator[Chunk]:
     try:
-        for rb in pf.iter_batches(batch_size=chunk_rows):
-            yield [_row(r, name) for r in rb.to_pylist()]
-    except MilvusError:
-        raise
+        yield from pf.iter_batches(batch_size=chunk_rows)
     except Exception as exc:
         raise _not_parquet(name, exc) from None
 
@@ -233,9 +249,10 @@ def _json_chunks(rows: list[Any], name: str, chunk_rows: int) -> Iterator[list[A
 
 
 def read_chunks(path: Path, name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Any]]:
-    """The file's rows, `chunk_rows` at a time."""
+    """The file's rows as objects, `chunk_rows` at a time (`$meta` spread into keys)."""
     _, chunks = open_rows(path, name, chunk_rows)
-    yield from chunks
+    for chunk in chunks:
+        yield chunk if isinstance(chunk, list) else _arrow_rows(chunk, name)
 
 
 class ImportJobs:

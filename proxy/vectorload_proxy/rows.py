@@ -314,3 +314,59 @@ def batch_from_rows(
         with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused by name below
             columns[f.name] = np.asarray(columns[f.name], dtype=np.float64).astype(np.float32)  # type: ignore[assignment]
     return _finish(schema, auto_id, dict(columns), dynamic, len(rows), ids)
+
+
+# --------------------------------------------------------------------- Arrow record batches
+
+
+def arrow_fields_only(schema: CollectionSchema, names: Sequence[str]) -> bool:
+    """Whether a record batch with columns `names` can be taken as columns: every column is a
+    field of the schema (no dynamic keys, no `$meta` to spread into rows)."""
+    return all(schema.field(n) is not None for n in names)
+
+
+def batch_from_arrow(schema: CollectionSchema, auto_id: bool, record_batch: Any, ids: Ids) -> Batch:
+    """`batch_from_rows` for a Parquet record batch whose columns are all fields
+    (`arrow_fields_only`), with the same checks and texts, without a Python object per vector
+    value: a vector column goes from Arrow's buffers into numpy."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = int(record_batch.num_rows)
+    if n == 0:
+        raise parameter_invalid("no rows to insert")
+    names = list(record_batch.schema.names)
+    if len(set(names)) != len(names):
+        raise parameter_invalid(f"a column is given twice: {echo(', '.join(names))}")
+    pk = schema.primary_key
+    columns: dict[str, Any] = {}
+    for f in schema.fields:
+        if f.name not in names:
+            if f.is_primary and auto_id:
+                continue
+            raise _missing(f.name)
+        if f.is_primary and auto_id:
+            raise parameter_invalid(f"can not assign primary field data when auto id enabled {f.name}")
+        column = record_batch.column(names.index(f.name))
+        if f.type != "float_vector":
+            columns[f.name] = column.to_pylist()
+            continue
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) and not (
+            pa.types.is_fixed_size_list(column.type)
+        ):
+            raise parameter_invalid(f"field {f.name}: a vector must be a list of numbers")
+        values = column.flatten()
+        value_type = values.type
+        numeric = pa.types.is_floating(value_type) or pa.types.is_integer(value_type)
+        if column.null_count or values.null_count or not numeric:
+            raise parameter_invalid(f"field {f.name}: a vector must be a list of numbers")
+        lengths = np.asarray(pc.list_value_length(column))
+        if lengths.size and (lengths != f.dim).any():
+            raise _dim_error(f, int(lengths[lengths != f.dim][0]))
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by name in _finish
+            flat = values.to_numpy(zero_copy_only=False).astype(np.float64).astype(np.float32)
+        columns[f.name] = flat.reshape(n, int(f.dim or 0))
+    dynamic: list[Any] | None = [{} for _ in range(n)] if schema.dynamic_field else None
+    if pk.name not in columns and not auto_id:
+        raise _missing(pk.name)
+    return _finish(schema, auto_id, columns, dynamic, n, ids)

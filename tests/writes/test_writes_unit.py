@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from vectorload.storage.api import CollectionSchema, FieldSchema
@@ -24,7 +25,7 @@ from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.writer import CollectionWriter
 from vectorload_proxy import wal
 from vectorload_proxy.errors import MilvusError
-from vectorload_proxy.rows import batch_from_rows
+from vectorload_proxy.rows import arrow_fields_only, batch_from_arrow, batch_from_rows
 from vectorload_proxy.writes import INLINE_ROWS, index_definition, parse_pk_list, to_batch
 
 SCHEMA = CollectionSchema(
@@ -126,6 +127,55 @@ def test_row_checks_refuse_the_whole_batch_with_milvus_texts() -> None:
     assert generated.pks == [100, 101, 102]
     with pytest.raises(MilvusError, match="can not assign primary field data when auto id enabled"):
         batch_from_rows(SCHEMA, True, [{"id": 5, "t": "a", "v": [1, 2]}], alloc, upsert=False)
+
+
+def test_parquet_columns_are_checked_as_rows_are_with_the_same_texts() -> None:
+    def table(columns: dict[str, Any], types: dict[str, Any] | None = None) -> Any:
+        types = types or {}
+        return pa.RecordBatch.from_pydict({k: pa.array(v, types.get(k)) for k, v in columns.items()})
+
+    def both(columns: dict[str, Any], auto_id: bool = False, types: dict[str, Any] | None = None) -> Any:
+        """The columnar batch and the one batch_from_rows makes of the same rows (or both errors)."""
+        rb = table(columns, types)
+        ids = lambda n: list(range(100, 100 + n))  # noqa: E731
+        outcomes = []
+        for convert in (
+            lambda: batch_from_arrow(SCHEMA, auto_id, rb, ids),
+            lambda: batch_from_rows(SCHEMA, auto_id, rb.to_pylist(), ids, False),
+        ):
+            try:
+                outcomes.append(convert())
+            except MilvusError as exc:
+                outcomes.append(exc.message)
+        return outcomes
+
+    vec = pa.list_(pa.float32())
+    columnar, rows = both({"id": [1, 2], "t": ["ab", "c"], "v": [[1.0, 2.0], [3.0, 4.5]]}, types={"v": vec})
+    assert (columnar.pks, columnar.scalars, columnar.dynamic) == (rows.pks, rows.scalars, rows.dynamic)
+    assert columnar.vectors["v"].dtype == np.float32 and (columnar.vectors["v"] == rows.vectors["v"]).all()
+    fixed, _ = both({"id": [1], "t": ["a"], "v": [[1.0, 2.0]]}, types={"v": pa.list_(pa.float64(), 2)})
+    assert fixed.vectors["v"].tolist() == [[1.0, 2.0]]
+    generated, _ = both({"t": ["a", "b"], "v": [[1.0, 2.0]] * 2}, auto_id=True)
+    assert generated.pks == [100, 101]
+    cases = [
+        ({"id": [1, 2], "t": ["a", "b"], "v": [[1.0, 2.0], [1.0]]}, "the dim (1) of field data(v)"),
+        ({"id": [1], "t": ["a"], "v": [[1.0, float("nan")]]}, "value 'NaN' is not a number or infinity"),
+        ({"id": [1], "t": ["a"], "v": [[1.0, 1e300]]}, "value '+Inf' is not a number or infinity"),
+        ({"id": [1], "t": ["abcde"], "v": [[1.0, 2.0]]}, "length of varchar field t exceeds max length"),
+        ({"id": [1], "v": [[1.0, 2.0]]}, "Insert missed an field `t`"),
+        ({"id": [1], "t": [5], "v": [[1.0, 2.0]]}, "is not a VarChar"),
+        ({"id": [1, 1], "t": ["a", "b"], "v": [[1.0, 2.0]] * 2}, "duplicate primary keys"),
+        ({"id": [1], "t": ["a"], "v": [["x", "y"]]}, "a vector must be a list of numbers"),
+    ]
+    for columns, text in cases:
+        columnar_error, rows_error = both(columns)
+        assert isinstance(columnar_error, str) and text in columnar_error, (columns, columnar_error)
+        assert columnar_error == rows_error, columns
+    assert "a vector must be a list of numbers" in both({"id": [1], "t": ["a"], "v": [None]})[0]
+    assert "a vector must be a list of numbers" in both({"id": [1], "t": ["a"], "v": [[1.0, None]]})[0]
+    auto_given = both({"id": [5], "t": ["a"], "v": [[1.0, 2.0]]}, auto_id=True)
+    assert auto_given[0] == auto_given[1] and "can not assign primary field data" in auto_given[0]
+    assert arrow_fields_only(SCHEMA, ["id", "t", "v"]) and not arrow_fields_only(SCHEMA, ["id", "x"])
 
 
 async def test_large_requests_are_checked_off_the_event_loop_small_ones_inline() -> None:
