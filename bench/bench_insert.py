@@ -19,7 +19,6 @@ bench/results/insert_<size>.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -28,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.bench_vs_milvus import FIELD, MILVUS_METRIC, read_rows
-from bench.common import DEFAULT_CACHE, segments
-from bench.milvus_env import DEFAULT_MILVUS_CACHE, MILVUS_VERSION, PymilvusDriver, ensure_venv
-from bench.operator_common import operator_bench, prepared_sample, write_result
+from bench.bench_vs_milvus import FIELD, MILVUS_METRIC, sample_rows, write_bench_args
+from bench.milvus_env import MILVUS_VERSION, PymilvusDriver, ensure_venv
+from bench.operator_common import operator_bench, write_result
 from vectorload_dev.testing.proxy_harness import ProxyProcess
 
 
@@ -44,19 +42,8 @@ def ingest(driver: PymilvusDriver, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", default="medium", choices=["tiny", "small", "medium", "large"])
-    p.add_argument("--rounds", type=int, default=1, help="ingests per system (interleaved)")
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--milvus-cache", type=Path, default=DEFAULT_MILVUS_CACHE)
-    p.add_argument("--operator-arg", action="append", default=[])
-    p.add_argument("--label", default="")
-    p.add_argument("--keep", action="store_true")
-    args = p.parse_args()
-    sample = prepared_sample(args.size, args.cache_dir)
-    partitions, pk_field, metric, dim, m, efc = read_rows(sample, segments(sample))
-    rows = sum(len(k) for k, _ in partitions.values())
-    print(f"sample {args.size}: {rows:,} rows, {dim}-d {metric}, HNSW M={m} efConstruction={efc}", flush=True)
+    args = write_bench_args(__doc__ or "", "ingests per system (interleaved)")
+    partitions, pk_field, metric, dim, m, efc, rows = sample_rows(args)
     work = Path(tempfile.mkdtemp(prefix="vectorload-bench-insert-"))
     part_files = []
     for name, (pks, vecs) in partitions.items():

@@ -50,6 +50,7 @@ import pymilvus
 
 from bench import vs_milvus_report as report
 from bench.common import (
+    DEFAULT_CACHE,
     TOKEN,
     SegmentFiles,
     bench_spec,
@@ -72,7 +73,7 @@ from bench.milvus_env import (
     tree_rss,
 )
 from bench.operator_common import TOKEN as OPERATOR_TOKEN  # the querynode pods' token
-from bench.operator_common import operator_bench
+from bench.operator_common import operator_bench, prepared_sample
 from vectorload.storage.reader import FilesystemReader
 from vectorload.storage.sample import COLLECTION, sample_queries
 from vectorload.wire import querynode as wire
@@ -150,6 +151,29 @@ class Dataset:
     @property
     def rows(self) -> int:
         return sum(len(pks) for pks, _ in self.partitions.values())
+
+
+def write_bench_args(doc: str, rounds_help: str) -> argparse.Namespace:
+    """The command line of the write benchmarks (`bench_insert`, `bench_import`): the sample's
+    size, interleaved rounds per system, caches, operator flags, a result label."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="medium", choices=["tiny", "small", "medium", "large"])
+    p.add_argument("--rounds", type=int, default=1, help=rounds_help)
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--milvus-cache", type=Path, default=DEFAULT_MILVUS_CACHE)
+    p.add_argument("--operator-arg", action="append", default=[])
+    p.add_argument("--label", default="")
+    p.add_argument("--keep", action="store_true")
+    return p.parse_args()
+
+
+def sample_rows(args: argparse.Namespace) -> tuple[dict[str, Any], str, str, int, int, int, int]:
+    """`read_rows` of the prepared sample of `args.size`, and the row count (printed)."""
+    sample = prepared_sample(args.size, args.cache_dir)
+    partitions, pk_field, metric, dim, m, efc = read_rows(sample, segments(sample))
+    rows = sum(len(k) for k, _ in partitions.values())
+    print(f"sample {args.size}: {rows:,} rows, {dim}-d {metric}, HNSW M={m} efConstruction={efc}", flush=True)
+    return partitions, pk_field, metric, dim, m, efc, rows
 
 
 def read_rows(root: Path, segs: list[SegmentFiles]) -> tuple[dict[str, Any], str, str, int, int, int]:

@@ -224,6 +224,45 @@ def _die_with_parent() -> None:
 # --- the client ---------------------------------------------------------------------------------
 
 
+def _fresh_collection(req: dict[str, Any], description: str) -> Any:
+    """The benchmark's collection, made anew: an int64 primary key `req["pk"]` and one float vector
+    field `req["field"]` of `req["dim"]`, `req["shards"]` shards if given."""
+    from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+
+    name = req["collection"]
+    if utility.has_collection(name):
+        utility.drop_collection(name)
+    schema = CollectionSchema(
+        [
+            FieldSchema(req["pk"], DataType.INT64, is_primary=True, auto_id=False),
+            FieldSchema(req["field"], DataType.FLOAT_VECTOR, dim=int(req["dim"])),
+        ],
+        description=description,
+    )
+    shards = req.get("shards")
+    return Collection(name, schema, **({} if shards is None else {"num_shards": int(shards)}))
+
+
+def _hnsw(req: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "index_type": "HNSW",
+        "metric_type": req["metric"],
+        "params": {"M": int(req["M"]), "efConstruction": int(req["efConstruction"])},
+    }
+
+
+def _wait_indexed(name: str, rows: int, interval: float) -> None:
+    """Until the index covers every row (Milvus' wait_for_index_building_complete answers once
+    the segments it saw are done, before later ones exist)."""
+    from pymilvus import utility
+
+    while True:
+        progress = utility.index_building_progress(name)
+        if int(progress.get("indexed_rows", 0)) >= rows and int(progress.get("total_rows", 0)) == rows:
+            return
+        time.sleep(interval)
+
+
 class Client:
     """The pymilvus (ORM) calls the benchmark makes; the same against Milvus or vectorload's proxy."""
 
@@ -258,20 +297,10 @@ class Client:
         """Create the collection (pk + one vector field, same partitions), insert every row, flush,
         build the HNSW index with the sample's M / efConstruction, wait until every row is indexed."""
         import numpy as np
-        from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+        from pymilvus import utility
 
-        name, pk, field = req["collection"], req["pk"], req["field"]
-        if utility.has_collection(name):
-            utility.drop_collection(name)
-        schema = CollectionSchema(
-            [
-                FieldSchema(pk, DataType.INT64, is_primary=True, auto_id=False),
-                FieldSchema(field, DataType.FLOAT_VECTOR, dim=int(req["dim"])),
-            ],
-            description="vectorload bench_vs_milvus",
-        )
-        shards = req.get("shards")
-        coll = Collection(name, schema, **({} if shards is None else {"num_shards": int(shards)}))
+        name, field = req["collection"], req["field"]
+        coll = _fresh_collection(req, "vectorload bench_vs_milvus")
         started = time.perf_counter()
         rows = 0
         for part in req["partitions"]:
@@ -291,18 +320,10 @@ class Client:
         coll.flush()
         flush_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        index_params = {
-            "index_type": "HNSW",
-            "metric_type": req["metric"],
-            "params": {"M": int(req["M"]), "efConstruction": int(req["efConstruction"])},
-        }
+        index_params = _hnsw(req)
         coll.create_index(field, index_params)
         utility.wait_for_index_building_complete(name)
-        while True:  # wait_for_index_building_complete answers once the segments it saw are done
-            progress = utility.index_building_progress(name)
-            if int(progress.get("indexed_rows", 0)) >= rows and int(progress.get("total_rows", 0)) == rows:
-                break
-            time.sleep(0.2)
+        _wait_indexed(name, rows, 0.2)
         index_seconds = time.perf_counter() - started
         return {
             "rows": rows,
@@ -318,28 +339,15 @@ class Client:
         """Create the collection (pk + one vector field, same partitions) with its HNSW index,
         then `utility.do_bulk_insert` one file per partition (all jobs at once); timed until every
         job is ImportCompleted and until every row is indexed."""
-        from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+        from pymilvus import utility
         from pymilvus.client.types import BulkInsertState
 
-        name, pk, field = req["collection"], req["pk"], req["field"]
-        if utility.has_collection(name):
-            utility.drop_collection(name)
-        schema = CollectionSchema(
-            [
-                FieldSchema(pk, DataType.INT64, is_primary=True, auto_id=False),
-                FieldSchema(field, DataType.FLOAT_VECTOR, dim=int(req["dim"])),
-            ],
-            description="vectorload bench_import",
-        )
-        coll = Collection(name, schema)
+        name, field = req["collection"], req["field"]
+        coll = _fresh_collection(req, "vectorload bench_import")
         for part in req["partitions"]:
             if not coll.has_partition(part["name"]):
                 coll.create_partition(part["name"])
-        index_params = {
-            "index_type": "HNSW",
-            "metric_type": req["metric"],
-            "params": {"M": int(req["M"]), "efConstruction": int(req["efConstruction"])},
-        }
+        index_params = _hnsw(req)
         coll.create_index(field, index_params)
         rows = int(req["rows"])
         started = time.perf_counter()
@@ -357,11 +365,7 @@ class Client:
                     pending.discard(task)
             time.sleep(0.1)
         import_seconds = time.perf_counter() - started
-        while True:
-            progress = utility.index_building_progress(name)
-            if int(progress.get("indexed_rows", 0)) >= rows and int(progress.get("total_rows", 0)) == rows:
-                break
-            time.sleep(0.1)
+        _wait_indexed(name, rows, 0.1)
         indexed_seconds = time.perf_counter() - started
         return {
             "rows": rows,
