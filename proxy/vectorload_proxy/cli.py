@@ -176,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where bulk import (`do_bulk_insert`, REST jobs/import) finds its files: their paths are "
         "relative to it (default <storage root>/.import)",
     )
+    writes.add_argument(
+        "--import-stale-after",
+        type=float,
+        default=60.0,
+        help="seconds an import job's state may go unwritten before its proxy counts as gone: the job "
+        "is then Failed and any segments it had started to publish are retired (default 60; give "
+        "every replica the same value)",
+    )
     limits = p.add_argument_group("limits (each refusal names the flag and its value)")
     limits.add_argument(
         "--max-request-bytes",
@@ -281,6 +289,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
             small_rows=max(args.compaction_small_rows, 1),
             gc_grace=max(args.gc_grace, 0.0),
             import_root=args.import_root,
+            import_stale_after=max(args.import_stale_after, 1.0),
         ),
     )
 

@@ -20,16 +20,17 @@ Why this shape:
   (`rows.batch_from_arrow`, no Python object per vector value). The staged segments are published in
   one hold of the collection lock, and the job is Completed in the same hold. The segments are
   named in the job file before the first rename; a proxy that dies between two renames leaves
-  them to `recover` (every proxy looks every `RECOVER_IMPORTS_EVERY` seconds), which retires the
-  ones it published once the job is stale — Milvus' import is atomic too. Until then the
+  them to `recover` (every proxy looks every 10 s, or every half `stale_after` if shorter), which
+  retires the ones it published once the job is stale — Milvus' import is atomic too. Until then the
   compactor leaves an unfinished job's segments alone (`settled`), so retiring them takes back
   exactly their rows. A stopped proxy's staging directories are removed by storage's stale
   staging cleanup.
 - **Job state on the storage root** (`<root>/.imports/<job id>.json`, replaced atomically), so a
   `GetImportState` reaching another replica than the one that runs the job answers the same. The
-  runner rewrites it at every chunk and touches it every `HEARTBEAT` seconds (an index build may
+  runner rewrites it at every chunk and touches it six times per `stale_after` (an index build may
   take longer than a chunk); a Pending or Importing job neither rewritten nor touched for
-  `STALE_AFTER` seconds belongs to a proxy that is gone and reads as Failed. Job ids come from the
+  `stale_after` seconds (`--import-stale-after`, default 60) belongs to a proxy that is gone and
+  reads as Failed. Job ids come from the
   storage root's id allocator: unique across replicas. Finished jobs are kept `RETENTION` seconds.
 """
 
@@ -72,8 +73,8 @@ Chunk = list[Any] | Any  # row objects, or a pyarrow.RecordBatch
 JOBS_DIR = ".imports"
 IMPORT_DIR = ".import"
 CHUNK_ROWS = 10_000
-STALE_AFTER = 60.0
-HEARTBEAT = STALE_AFTER / 6  # a running job's file is touched this often
+STALE_AFTER = 60.0  # default of --import-stale-after
+HEARTBEAT_SHARE = 6  # a running job's file is touched every stale_after / 6 seconds
 IMPORT_PREFIX = "i-"  # segment ids `i-<job id>-<n>`
 RETENTION = 24 * 3600.0
 MAX_JSON_BYTES = 512 << 20  # a row-based JSON file is parsed whole
@@ -264,12 +265,14 @@ class ImportJobs:
         import_root: Path | None = None,
         chunk_rows: int = CHUNK_ROWS,
         segment_rows: int = 0,  # 0: storage's default segment size for the schema
+        stale_after: float = STALE_AFTER,  # --import-stale-after: the same on every replica
     ) -> None:
         self.writes = writes
         self.import_root = import_root or writes.root / IMPORT_DIR
         self.directory = writes.root / JOBS_DIR
         self.chunk_rows = chunk_rows
         self.segment_rows = segment_rows
+        self.stale_after = stale_after
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ job state, shared
@@ -285,7 +288,7 @@ class ImportJobs:
     def _load(self, path: Path) -> ImportJob | None:
         job = self._read(path)
         if job is not None and self._stale(path, job):
-            return replace(job, state="Failed", reason=STOPPED)
+            return replace(job, state="Failed", reason=STOPPED, imported_rows=0)  # nothing published
         return job
 
     def _read(self, path: Path) -> ImportJob | None:
@@ -298,14 +301,14 @@ class ImportJobs:
 
     def _stale(self, path: Path, job: ImportJob) -> bool:
         """Pending or Importing, and neither rewritten nor touched (the runner's heartbeat) for
-        `STALE_AFTER` seconds: its proxy is gone."""
+        `stale_after` seconds: its proxy is gone."""
         if job.state not in ("Pending", "Importing"):
             return False
         try:
             touched = path.stat().st_mtime
         except OSError:
             touched = 0.0
-        return time.time() - max(job.updated, touched) > STALE_AFTER
+        return time.time() - max(job.updated, touched) > self.stale_after
 
     def _heartbeat(self, job_id: int) -> None:
         with contextlib.suppress(OSError):
@@ -388,7 +391,7 @@ class ImportJobs:
 
     async def _beat(self, job_id: int) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT)
+            await asyncio.sleep(self.stale_after / HEARTBEAT_SHARE)
             await asyncio.to_thread(self._heartbeat, job_id)
 
     def _execute(self, job: ImportJob, stop: threading.Event) -> ImportJob:
@@ -536,7 +539,7 @@ class ImportJobs:
     def recover(self) -> int:
         """Record the jobs of proxies that are gone as Failed; a job that was publishing has the
         segments it published retired first (under the collection lock), so an import is never
-        half visible for longer than `STALE_AFTER`. Returns how many jobs it ended."""
+        half visible for longer than `stale_after`. Returns how many jobs it ended."""
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -557,9 +560,27 @@ class ImportJobs:
                         continue
                     retired = _retire(self.writes.writer, locked, job.segments)
                     reason = f"{STOPPED} while publishing; its {retired} published segments were retired"
-                    self._save(replace(job, state="Failed", reason=reason, finished=time.time(), segments=[]))
+                    self._save(
+                        replace(
+                            job,
+                            state="Failed",
+                            reason=reason,
+                            finished=time.time(),
+                            segments=[],
+                            imported_rows=0,
+                        )
+                    )
             else:
-                self._save(replace(job, state="Failed", reason=STOPPED, finished=time.time(), segments=[]))
+                self._save(
+                    replace(
+                        job,
+                        state="Failed",
+                        reason=STOPPED,
+                        finished=time.time(),
+                        segments=[],
+                        imported_rows=0,
+                    )
+                )
             log.warning("import job %d of %s: its proxy stopped; recorded Failed", job.id, job.collection)
             ended += 1
         return ended

@@ -100,6 +100,7 @@ class WriteSettings:
     upsert_delta_wait: float = 10.0  # at most this long an upsert's delete waits for its new rows to load
     compaction_threads: int = 1  # the compactor's: background work leaves the cores to sealing and searches
     import_root: Path | None = None  # --import-root: bulk import files (None: <storage root>/.import)
+    import_stale_after: float = 60.0  # --import-stale-after: an import job silent this long is stopped
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,9 @@ class WriteApi:
         self.clock.observe(self._newest_ts())
         # auto ids: blocks reserved on the storage root, unique across proxy replicas
         self.ids = IdAllocator(self.root, self.clock.now)
-        self.imports = ImportJobs(self, self.settings.import_root)  # bulk import jobs (imports.py)
+        self.imports = ImportJobs(  # bulk import jobs (imports.py)
+            self, self.settings.import_root, stale_after=self.settings.import_stale_after
+        )
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()  # one seal at a time
         self.metrics = api.metrics
@@ -580,7 +583,8 @@ class WriteApi:
     # ------------------------------------------------------------------------------- sealer
 
     def _seal_loop(self) -> None:
-        recover_at = time.monotonic() + RECOVER_IMPORTS_EVERY
+        recover_every = min(RECOVER_IMPORTS_EVERY, self.settings.import_stale_after / 2)
+        recover_at = time.monotonic() + recover_every
         while not self._stop.is_set():
             self._wake.wait(self.settings.seal_interval)
             self._wake.clear()
@@ -592,7 +596,7 @@ class WriteApi:
                 log.exception("sealing failed; retrying")
                 time.sleep(0.5)
             if time.monotonic() >= recover_at:
-                recover_at = time.monotonic() + RECOVER_IMPORTS_EVERY
+                recover_at = time.monotonic() + recover_every
                 try:
                     self.imports.recover()
                 except Exception:

@@ -9,6 +9,7 @@ jobs are refused with Milvus' error."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,12 @@ from pymilvus import DataType, MilvusClient, connections, utility
 from pymilvus.client.types import BulkInsertState
 from pymilvus.exceptions import MilvusException
 
+from vectorload_dev.cluster.controlplane import ControlPlane
 from vectorload_dev.testing import wait_for
-from vectorload_dev.testing.proxy_harness import ROOT_TOKEN, ProxyProcess
+from vectorload_dev.testing.operator_harness import TEST_TOKEN
+from vectorload_dev.testing.proxy_harness import NAMESPACE, ROOT_TOKEN, ProxyProcess
+
+from .conftest import PROXY_ARGS
 
 DIM = 8
 
@@ -215,3 +220,58 @@ def test_rest_bulk_import_with_auto_ids(
             bulk_import(
                 url=write_proxy.uri, api_key=ROOT_TOKEN, collection_name=name, files=[["a.npy", "b.npy"]]
             )
+
+
+def test_a_proxy_killed_mid_import_leaves_no_row_and_another_proxy_fails_its_job(
+    wclient: MilvusClient,
+    writes_plane: ControlPlane,
+    write_root: Path,
+    writes_workdir: Path,
+    import_root: Path,
+) -> None:
+    """kill -9 of the proxy running an import: nothing it staged becomes visible, and a proxy
+    that is still up records the job Failed once its state goes stale (`--import-stale-after`)."""
+    name = "import_killed"
+    n = 300_000  # fields only: the columnar Parquet path, several seconds of staging
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(n), pa.int64()),
+            "vec": pa.FixedSizeListArray.from_arrays(pa.array(vectors(n, 9).ravel()), DIM),
+            "title": pa.array([f"k{i}" for i in range(n)]),
+        }
+    )
+    pq.write_table(table, import_root / "big.parquet", row_group_size=10_000)
+    args = [*PROXY_ARGS, "--import-stale-after", "3"]
+    with collection(wclient, name, auto_id=False):
+        victim = ProxyProcess(
+            writes_plane, writes_workdir, NAMESPACE, write_root, TEST_TOKEN, extra_args=args
+        )
+        victim.start()
+        alias = f"victim-{time.monotonic_ns()}"
+        connections.connect(alias=alias, uri=victim.uri, token=ROOT_TOKEN)
+        task = utility.do_bulk_insert(name, files=["big.parquet"], using=alias)
+        wait_for(
+            "the import under way",
+            lambda: utility.get_bulk_insert_state(task, using=alias).row_count > 0,
+            timeout=60,
+            interval=0.05,
+        )
+        connections.disconnect(alias)
+        victim.proc.kill()  # type: ignore[union-attr]
+        assert victim.proc.wait(10) == -signal.SIGKILL  # type: ignore[union-attr]
+        survivor = ProxyProcess(
+            writes_plane, writes_workdir, NAMESPACE, write_root, TEST_TOKEN, extra_args=args
+        )
+        survivor.start()
+        try:
+            alias = f"survivor-{time.monotonic_ns()}"
+            connections.connect(alias=alias, uri=survivor.uri, token=ROOT_TOKEN)
+            state = wait_job(task, alias)
+            connections.disconnect(alias)
+            assert state.state == BulkInsertState.ImportFailed and state.row_count == 0
+            assert "the proxy running the import stopped" in state.infos["failed_reason"]
+            live = [p.name for p in (write_root / name / "_default").iterdir() if p.name.startswith("i-")]
+            assert live == [], live
+            assert ids_of(wclient, name, "id >= 0") == []
+        finally:
+            assert survivor.stop() == 0

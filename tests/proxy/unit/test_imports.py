@@ -117,10 +117,10 @@ def test_job_state_reads_back_and_a_stale_running_job_reads_failed(tmp_path: Pat
     assert again.staged(10, 400, []).progress == 25  # a file read later adds rows: never back
     assert again.staged(150, 200, []).progress == 99  # 100 only once Completed
     assert ImportJob(1, "", "c", "", [], state="Completed").progress == 100
-    later = time.time() + imports.STALE_AFTER + 1
+    later = time.time() + jobs.stale_after + 1
     monkeypatch.setattr(imports.time, "time", lambda: later)
     stale = jobs.get(7)
-    assert (stale.state, stale.reason) == ("Failed", imports.STOPPED)
+    assert (stale.state, stale.reason, stale.imported_rows) == ("Failed", imports.STOPPED, 0)
     with pytest.raises(MilvusError) as err:
         jobs.get(8)
     assert err.value.code == 2100 and "jobID=8" in err.value.message
@@ -242,7 +242,7 @@ def test_recover_retires_what_a_dead_publisher_published_and_fails_its_job(
     assert _live(writes) == ["i-42-0", "i-42-1"]
     assert not jobs.settled("i-42-0")  # the compactor leaves them alone meanwhile
     assert jobs.recover() == 0  # its proxy may still be alive: nothing yet
-    later = time.time() + imports.STALE_AFTER + 1
+    later = time.time() + jobs.stale_after + 1
     monkeypatch.setattr(imports.time, "time", lambda: later)
     assert jobs.recover() == 1
     assert _live(writes) == []
@@ -250,7 +250,7 @@ def test_recover_retires_what_a_dead_publisher_published_and_fails_its_job(
     assert sorted((r.manifest.segment_id, r.replaced_by) for r in retired) == [("i-42-0", ()), ("i-42-1", ())]
     failed = jobs.get(42)
     assert failed.state == "Failed" and "2 published segments were retired" in failed.reason
-    assert failed.segments == [] and jobs.settled("i-42-0")
+    assert failed.segments == [] and failed.imported_rows == 0 and jobs.settled("i-42-0")
     assert jobs.recover() == 0  # once
 
 
