@@ -67,6 +67,7 @@ from .rest_types import (
     V2Query,
     V2Search,
     decode,
+    decode_large,
 )
 
 log = logging.getLogger(__name__)
@@ -414,7 +415,7 @@ def search_rows(outcome: SearchOutcome) -> tuple[list[dict[str, Any]], list[int]
 
 
 async def v2_entities_search(request: web.Request, raw: bytes) -> Any:
-    body = decode(raw, V2Search, _depth(request))
+    body = await decode_large(raw, V2Search, _depth(request))
     params = (
         dict(body.search_params.get("params") or {})
         if isinstance(body.search_params.get("params"), dict)

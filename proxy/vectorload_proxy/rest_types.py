@@ -11,6 +11,7 @@ bounded before reading (`--max-request-bytes`) and the nesting depth before deco
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, TypeVar
 
@@ -178,3 +179,15 @@ def decode(raw: bytes, type_: type[T], max_depth: int) -> T:
     except msgspec.DecodeError as exc:
         raise BodyError("malformed", str(exc)) from None
     return value
+
+
+OFFLOAD_BYTES = 256 << 10  # a body this large is decoded in a worker thread
+
+
+async def decode_large(raw: bytes, type_: type[T], max_depth: int) -> T:
+    """`decode` for the bodies that may be large (inserts, searches): above `OFFLOAD_BYTES` in a
+    worker thread, so a 64 MiB insert does not stall every other request and `/healthz` on the
+    event loop for the tenths of a second its decoding takes; a small body inline."""
+    if len(raw) < OFFLOAD_BYTES:
+        return decode(raw, type_, max_depth)
+    return await asyncio.to_thread(decode, raw, type_, max_depth)

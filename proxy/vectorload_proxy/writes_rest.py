@@ -18,7 +18,7 @@ from vectorload.timefmt import rfc3339
 from .errors import echo, parameter_invalid, parameter_missing, service_unavailable
 from .imports import ImportJob
 from .names import rest_database
-from .rest_types import V2, decode
+from .rest_types import V2, decode, decode_large
 from .rows import batch_from_rows
 from .writes import WriteApi, to_batch
 
@@ -275,7 +275,7 @@ async def index_drop(request: web.Request, raw: bytes) -> Any:
 
 
 async def _rows(request: web.Request, raw: bytes, upsert: bool) -> Any:
-    body = decode(raw, V2Rows, _depth(request))
+    body = await decode_large(raw, V2Rows, _depth(request))
     writes = _writes(request)
     info = await writes.api.catalog.get(body.collection_name)
     data = body.data if isinstance(body.data, list) else [body.data]

@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from pymilvus.client.types import DataType
 from vectorload.storage.api import CollectionSchema, FieldSchema
 from vectorload.wire.querynode import Hit
 from vectorload_dev.testing.proxy_harness import write_my_collection
-from vectorload_proxy import convert, requests
+from vectorload_proxy import convert, requests, rest_types
 from vectorload_proxy.auth import Authenticator, AuthError
 from vectorload_proxy.catalog import Catalog
 from vectorload_proxy.errors import MilvusError
@@ -260,3 +262,24 @@ def test_tokens(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot be read"):
         Authenticator(tmp_path / "missing")
     assert Authenticator(None, enabled=False).check_grpc({}) == "root"
+
+
+async def test_large_bodies_are_decoded_off_the_event_loop_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+    real = rest_types.decode
+
+    def spying(raw: bytes, type_: Any, depth: int) -> Any:
+        threads.append(threading.get_ident())
+        return real(raw, type_, depth)
+
+    monkeypatch.setattr(rest_types, "decode", spying)
+    small = json.dumps({"collectionName": "b", "id": 5}).encode()
+    large = json.dumps({"collectionName": "b" * rest_types.OFFLOAD_BYTES, "id": 5}).encode()
+    assert (await rest_types.decode_large(small, V2Get, 32)).id == 5
+    assert (await rest_types.decode_large(large, V2Get, 32)).id == 5
+    assert threads[0] == threading.get_ident() and threads[1] != threading.get_ident()
+    with pytest.raises(BodyError) as info:  # a refusal crosses the thread hop unchanged
+        await rest_types.decode_large(b"[" * (rest_types.OFFLOAD_BYTES + 1), V2Get, 32)
+    assert "--max-json-depth 32" in info.value.message
