@@ -120,6 +120,11 @@ class ImportJob:
         )
 
 
+def _failed(job: ImportJob, reason: str) -> ImportJob:
+    """The job ended without publishing anything: Failed, 0 rows imported, no publish intent."""
+    return replace(job, state="Failed", reason=reason, finished=time.time(), segments=[], imported_rows=0)
+
+
 class _Stopped(Exception):
     """The proxy is stopping (or the job was judged stopped): end the job as Failed."""
 
@@ -402,19 +407,17 @@ class ImportJobs:
             job = self._stage(job, stop, staged)
             return self._publish(job, staged)
         except _Stopped:
-            job = replace(job, state="Failed", reason=STOPPED)
+            job = _failed(job, STOPPED)
         except MilvusError as exc:
-            job = replace(job, state="Failed", reason=exc.message)
+            job = _failed(job, exc.message)
         except (OSError, StorageError) as exc:
-            job = replace(job, state="Failed", reason=f"reading the import files: {exc}")
+            job = _failed(job, f"reading the import files: {exc}")
         except Exception as exc:  # a bug: the job fails with it, the proxy keeps serving
             log.exception("import job %d failed", job.id)
-            job = replace(job, state="Failed", reason=f"internal error: {exc}")
+            job = _failed(job, f"internal error: {exc}")
         finally:
             for s in staged:  # not published (a published segment's staging directory is gone)
                 self.writes.writer.discard(s)
-        # a failed job imported nothing: what it staged is gone
-        job = replace(job, finished=time.time(), segments=[], imported_rows=0)
         try:
             return self._save(job)
         except OSError:
@@ -560,27 +563,9 @@ class ImportJobs:
                         continue
                     retired = _retire(self.writes.writer, locked, job.segments)
                     reason = f"{STOPPED} while publishing; its {retired} published segments were retired"
-                    self._save(
-                        replace(
-                            job,
-                            state="Failed",
-                            reason=reason,
-                            finished=time.time(),
-                            segments=[],
-                            imported_rows=0,
-                        )
-                    )
+                    self._save(_failed(job, reason))
             else:
-                self._save(
-                    replace(
-                        job,
-                        state="Failed",
-                        reason=STOPPED,
-                        finished=time.time(),
-                        segments=[],
-                        imported_rows=0,
-                    )
-                )
+                self._save(_failed(job, STOPPED))
             log.warning("import job %d of %s: its proxy stopped; recorded Failed", job.id, job.collection)
             ended += 1
         return ended
