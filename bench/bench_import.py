@@ -36,10 +36,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.bench_vs_milvus import FIELD, MILVUS_METRIC, sample_rows, write_bench_args
-from bench.milvus_env import MILVUS_VERSION, PymilvusDriver, ensure_venv
+from bench.bench_vs_milvus import FIELD, MILVUS_METRIC, proxy_and_milvus, sample_rows, write_bench_args
+from bench.milvus_env import MILVUS_VERSION, PymilvusDriver
 from bench.operator_common import operator_bench, write_result
-from vectorload_dev.testing.proxy_harness import ProxyProcess
 
 
 def write_files(directory: Path, pk: str, partitions: dict[str, Any]) -> dict[str, dict[str, Path]]:
@@ -93,50 +92,34 @@ def main() -> None:
             "partitions": parts,
         }  # fmt: skip
 
-    python = ensure_venv(args.milvus_cache)
     results: dict[str, list[dict[str, Any]]] = {
         "vectorload": [], "vectorload_parquet": [], "milvus": [], "bare_hnswlib": [],
     }  # fmt: skip
     with operator_bench("vectorload-bench-import-", "bench-import", storage, args) as bench:
-        proxy = ProxyProcess(
-            bench.cluster.plane, bench.workdir, bench.ns, storage, data_token=None, no_auth=True,
-            extra_args=["--no-compaction"],
-        ).start()  # fmt: skip
-        try:
-            ours = PymilvusDriver.connect(python, proxy.host, proxy.port, work / "driver-vectorload.log")
-            (work / "milvus").mkdir()
-            milvus = PymilvusDriver.serve(
-                python, work / "milvus", args.milvus_cache, work / "driver-milvus.log"
-            )
-            try:
-                for rnd in range(args.rounds):
-                    order: list[tuple[str, PymilvusDriver | None, dict[str, Any]]] = [
-                        ("vectorload", ours, request("json", absolute=False)),
-                        ("milvus", milvus, request("json", absolute=True)),
-                        ("vectorload_parquet", ours, request("parquet", absolute=False)),
-                        ("bare_hnswlib", None, {}),
-                    ]
-                    if rnd % 2:
-                        order.reverse()
-                    for system, driver, req in order:
-                        if driver is None:
-                            out = {"import_seconds": bare_build(partitions, metric, dim, m, efc)}
-                            out["indexed_seconds"] = out["import_seconds"]
-                        else:
-                            out = driver.request("bulk_import", **req)
-                        out["rows_per_s"] = rows / out["indexed_seconds"]
-                        results[system].append(out)
-                        print(
-                            f"round {rnd} {system}: completed {out['import_seconds']:.2f}s, indexed "
-                            f"{out['indexed_seconds']:.2f}s ({out['rows_per_s']:,.0f} rows/s)"
-                            + (f", {out['entities']:,} entities" if "entities" in out else ""),
-                            flush=True,
-                        )
-            finally:
-                ours.close()
-                milvus.close()
-        finally:
-            proxy.stop()
+        with proxy_and_milvus(bench, storage, work, args.milvus_cache) as (ours, milvus):
+            for rnd in range(args.rounds):
+                order: list[tuple[str, PymilvusDriver | None, dict[str, Any]]] = [
+                    ("vectorload", ours, request("json", absolute=False)),
+                    ("milvus", milvus, request("json", absolute=True)),
+                    ("vectorload_parquet", ours, request("parquet", absolute=False)),
+                    ("bare_hnswlib", None, {}),
+                ]
+                if rnd % 2:
+                    order.reverse()
+                for system, driver, req in order:
+                    if driver is None:
+                        out = {"import_seconds": bare_build(partitions, metric, dim, m, efc)}
+                        out["indexed_seconds"] = out["import_seconds"]
+                    else:
+                        out = driver.request("bulk_import", **req)
+                    out["rows_per_s"] = rows / out["indexed_seconds"]
+                    results[system].append(out)
+                    print(
+                        f"round {rnd} {system}: completed {out['import_seconds']:.2f}s, indexed "
+                        f"{out['indexed_seconds']:.2f}s ({out['rows_per_s']:,.0f} rows/s)"
+                        + (f", {out['entities']:,} entities" if "entities" in out else ""),
+                        flush=True,
+                    )
 
         def median(system: str, key: str) -> float:
             return float(np.median([r[key] for r in results[system]]))

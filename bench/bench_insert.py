@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.bench_vs_milvus import FIELD, MILVUS_METRIC, sample_rows, write_bench_args
-from bench.milvus_env import MILVUS_VERSION, PymilvusDriver, ensure_venv
+from bench.bench_vs_milvus import FIELD, MILVUS_METRIC, proxy_and_milvus, sample_rows, write_bench_args
+from bench.milvus_env import MILVUS_VERSION, PymilvusDriver
 from bench.operator_common import operator_bench, write_result
-from vectorload_dev.testing.proxy_harness import ProxyProcess
 
 
 def ingest(driver: PymilvusDriver, req: dict[str, Any]) -> dict[str, Any]:
@@ -56,40 +55,24 @@ def main() -> None:
         "collection": "bench_insert", "pk": pk_field, "field": FIELD, "dim": dim,
         "metric": MILVUS_METRIC[metric], "M": m, "efConstruction": efc, "partitions": part_files,
     }  # fmt: skip
-    python = ensure_venv(args.milvus_cache)
     results: dict[str, list[dict[str, Any]]] = {"vectorload": [], "milvus": []}
     storage = work / "storage"
     storage.mkdir()
     with operator_bench("vectorload-bench-insert-", "bench-insert", storage, args) as bench:
-        proxy = ProxyProcess(
-            bench.cluster.plane, bench.workdir, bench.ns, storage, data_token=None, no_auth=True,
-            extra_args=["--no-compaction"],
-        ).start()  # fmt: skip
-        try:
-            ours = PymilvusDriver.connect(python, proxy.host, proxy.port, work / "driver-vectorload.log")
-            (work / "milvus").mkdir()
-            milvus = PymilvusDriver.serve(
-                python, work / "milvus", args.milvus_cache, work / "driver-milvus.log"
-            )
-            try:
-                for rnd in range(args.rounds):
-                    order = [("vectorload", ours), ("milvus", milvus)]
-                    if rnd % 2:
-                        order.reverse()
-                    for system, driver in order:
-                        out = ingest(driver, req)
-                        results[system].append(out)
-                        print(
-                            f"round {rnd} {system}: insert {out['insert_seconds']:.2f}s "
-                            f"({out['insert_rows_per_s']:,.0f} rows/s), flush {out['flush_seconds']:.2f}s, "
-                            f"index {out['index_seconds']:.2f}s, {out['entities']:,} entities",
-                            flush=True,
-                        )
-            finally:
-                ours.close()
-                milvus.close()
-        finally:
-            proxy.stop()
+        with proxy_and_milvus(bench, storage, work, args.milvus_cache) as (ours, milvus):
+            for rnd in range(args.rounds):
+                order = [("vectorload", ours), ("milvus", milvus)]
+                if rnd % 2:
+                    order.reverse()
+                for system, driver in order:
+                    out = ingest(driver, req)
+                    results[system].append(out)
+                    print(
+                        f"round {rnd} {system}: insert {out['insert_seconds']:.2f}s "
+                        f"({out['insert_rows_per_s']:,.0f} rows/s), flush {out['flush_seconds']:.2f}s, "
+                        f"index {out['index_seconds']:.2f}s, {out['entities']:,} entities",
+                        flush=True,
+                    )
 
         def best(system: str, key: str, fn: Any = min) -> float:
             return float(fn(r[key] for r in results[system]))

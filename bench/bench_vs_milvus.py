@@ -37,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +151,35 @@ class Dataset:
     @property
     def rows(self) -> int:
         return sum(len(pks) for pks, _ in self.partitions.values())
+
+
+@contextlib.contextmanager
+def proxy_and_milvus(
+    bench: Any, storage: Path, work: Path, milvus_cache: Path
+) -> Iterator[tuple[PymilvusDriver, PymilvusDriver]]:
+    """The write benchmarks' two clients, running the same pymilvus 2.3.5 code: one against a
+    proxy (`--no-auth --no-compaction`) on `storage` in `bench`'s control plane, one against a
+    fresh Milvus 2.3.5 standalone in its own network namespace; all stopped at the end."""
+    from vectorload_dev.testing.proxy_harness import ProxyProcess
+
+    python = ensure_venv(milvus_cache)
+    proxy = ProxyProcess(
+        bench.cluster.plane, bench.workdir, bench.ns, storage, data_token=None, no_auth=True,
+        extra_args=["--no-compaction"],
+    ).start()  # fmt: skip
+    try:
+        ours = PymilvusDriver.connect(python, proxy.host, proxy.port, work / "driver-vectorload.log")
+        try:
+            (work / "milvus").mkdir()
+            milvus = PymilvusDriver.serve(python, work / "milvus", milvus_cache, work / "driver-milvus.log")
+            try:
+                yield ours, milvus
+            finally:
+                milvus.close()
+        finally:
+            ours.close()
+    finally:
+        proxy.stop()
 
 
 def write_bench_args(doc: str, rounds_help: str) -> argparse.Namespace:
