@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import numpy as np
 
 from vectorload.storage.api import DEFAULT_PARTITION, CollectionSchema, StorageError
 from vectorload.storage.atomic import write_json_atomic
@@ -61,7 +60,7 @@ from vectorload.storage.segsize import default_segment_rows
 from vectorload.storage.writer import CollectionWriter, StagedSegment
 
 from .errors import MilvusError, collection_not_found, echo, import_failed, parameter_invalid
-from .rows import Batch, arrow_fields_only, batch_from_arrow, batch_from_rows
+from .rows import Batch, arrow_fields_only, batch_from_arrow, batch_from_rows, newest_rows
 
 if TYPE_CHECKING:
     from .writes import WriteApi
@@ -471,35 +470,19 @@ class ImportJobs:
         efc: int,
         n: int,
     ) -> StagedSegment:
-        pks = [k for b, _ in parts for k in b.pks]
-        newest = {k: i for i, k in enumerate(pks)}  # a key's later row replaces its earlier one
-        keep = np.fromiter(sorted(newest.values()), dtype=np.int64, count=len(newest))
-        ts = np.concatenate([np.full(b.rows, t, dtype=np.int64) for b, t in parts])[keep]
-        vectors = {
-            f.name: np.concatenate([b.vectors[f.name] for b, _ in parts])[keep] for f in schema.vector_fields
-        }
-        scalars = {}
-        for f in schema.scalar_fields:
-            column = [v for b, _ in parts for v in b.scalars[f.name]]
-            scalars[f.name] = [column[i] for i in keep.tolist()]
-        dynamic = None
-        if schema.dynamic_field:
-            metas = [d for b, _ in parts for d in (b.dynamic or [{}] * b.rows)]
-            dynamic = [metas[i] for i in keep.tolist()]
-        kept = [pks[i] for i in keep.tolist()]
-        primary_keys: Any = np.asarray(kept, dtype=np.int64) if schema.primary_key.type == "int64" else kept
+        columns = newest_rows(schema, parts)
         return self.writes.writer.stage_segment(
             job.collection,
             partition,
             f"{IMPORT_PREFIX}{job.id}-{n}",
-            vectors=vectors,
-            primary_keys=primary_keys,
-            scalars=scalars,
-            dynamic=dynamic,
+            vectors=columns.vectors,
+            primary_keys=columns.primary_keys,
+            scalars=columns.scalars,
+            dynamic=columns.dynamic,
             M=m,
             ef_construction=efc,
             num_threads=self.writes.settings.build_threads,
-            timestamps=ts,
+            timestamps=columns.timestamps,
         )
 
     def _publish(self, job: ImportJob, staged: builtins.list[StagedSegment]) -> ImportJob:

@@ -370,3 +370,45 @@ def batch_from_arrow(schema: CollectionSchema, auto_id: bool, record_batch: Any,
     if pk.name not in columns and not auto_id:
         raise _missing(pk.name)
     return _finish(schema, auto_id, columns, dynamic, n, ids)
+
+
+# ---------------------------------------------------------------------- segment columns
+
+
+@dataclass(frozen=True)
+class SegmentRows:
+    """A segment's columns as the storage writer takes them: one row per key."""
+
+    primary_keys: Any  # int64 numpy array, or a list of str
+    vectors: dict[str, npt.NDArray[np.float32]]
+    scalars: dict[str, list[Any]]
+    dynamic: list[Any] | None
+    timestamps: npt.NDArray[np.int64]
+
+
+def newest_rows(schema: CollectionSchema, parts: Sequence[tuple[Batch, int]]) -> SegmentRows:
+    """Batches (each with its timestamp, in order) as one segment: the newest row of each key only
+    — a segment's keys are unique, and a key's later row replaces its earlier one, as a later
+    write does. The sealer (log records) and bulk import (file chunks) both build segments so."""
+    pks = [k for b, _ in parts for k in b.pks]
+    newest = {k: i for i, k in enumerate(pks)}
+    keep = np.fromiter(sorted(newest.values()), dtype=np.int64, count=len(newest))
+    rows = keep.tolist()
+    kept = [pks[i] for i in rows]
+    dynamic = None
+    if schema.dynamic_field:
+        metas = [d for b, _ in parts for d in (b.dynamic or [{}] * b.rows)]
+        dynamic = [metas[i] for i in rows]
+    scalars = {}
+    for f in schema.scalar_fields:
+        column = [v for b, _ in parts for v in b.scalars[f.name]]
+        scalars[f.name] = [column[i] for i in rows]
+    return SegmentRows(
+        primary_keys=np.asarray(kept, dtype=np.int64) if schema.primary_key.type == "int64" else kept,
+        vectors={
+            f.name: np.concatenate([b.vectors[f.name] for b, _ in parts])[keep] for f in schema.vector_fields
+        },
+        scalars=scalars,
+        dynamic=dynamic,
+        timestamps=np.concatenate([np.full(b.rows, t, dtype=np.int64) for b, t in parts])[keep],
+    )

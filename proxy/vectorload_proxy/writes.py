@@ -69,7 +69,7 @@ from .errors import (
 )
 from .imports import ImportJobs
 from .names import check_collection_name, check_partition_name
-from .rows import Batch
+from .rows import Batch, newest_rows
 from .wal import Record, WriteAheadLog
 
 if TYPE_CHECKING:
@@ -779,48 +779,38 @@ class WriteApi:
         partition: str,
         recs: list[tuple[int, Record]],
     ) -> None:
-        # the newest row of each key only (a segment's keys are unique; older versions are moot)
-        newest: dict[Any, tuple[int, int]] = {}
-        for i, (_, r) in enumerate(recs):
-            for j, k in enumerate(r.pks):
-                newest[k] = (i, j)
-        keep = sorted(newest.values())
         dims = {f.name: int(f.dim or 0) for f in schema.vector_fields}
-        vectors = {
-            name: np.concatenate(
-                [np.frombuffer(r.vectors[name], dtype=np.float32).reshape(-1, dim) for _, r in recs]
+        batches = [
+            (
+                Batch(
+                    r.pks,
+                    {
+                        n: np.frombuffer(r.vectors[n], dtype=np.float32).reshape(-1, d)
+                        for n, d in dims.items()
+                    },
+                    r.scalars,
+                    r.dynamic,
+                ),
+                r.ts,
             )
-            for name, dim in dims.items()
-        }
-        offsets = np.cumsum([0] + [len(r.pks) for _, r in recs])
-        rows = np.asarray([offsets[i] + j for i, j in keep], dtype=np.int64)
-        all_pks = [k for _, r in recs for k in r.pks]
-        pks = [all_pks[i] for i in rows.tolist()]
-        ts = np.concatenate([np.full(len(r.pks), r.ts, dtype=np.int64) for _, r in recs])[rows]
-        scalars = {}
-        for f in schema.scalar_fields:
-            column = [v for _, r in recs for v in r.scalars[f.name]]
-            scalars[f.name] = [column[i] for i in rows.tolist()]
-        dynamic = None
-        if schema.dynamic_field:
-            metas = [m for _, r in recs for m in (r.dynamic or [{}] * len(r.pks))]
-            dynamic = [metas[i] for i in rows.tolist()]
+            for _, r in recs
+        ]
+        columns = newest_rows(schema, batches)
         first, last = recs[0][0], recs[-1][0]
         segment_id = f"{SEGMENT_PREFIX}{instance}-{first}-{last}"
         m, efc = self.index_params(schema, props, partition)
-        pk_values: Any = np.asarray(pks, dtype=np.int64) if schema.primary_key.type == "int64" else pks
         self.writer.write_segment(
             schema.name,
             partition,
             segment_id,
-            vectors={name: v[rows] for name, v in vectors.items()},
-            primary_keys=pk_values,
-            scalars=scalars,
-            dynamic=dynamic,
+            vectors=columns.vectors,
+            primary_keys=columns.primary_keys,
+            scalars=columns.scalars,
+            dynamic=columns.dynamic,
             M=m,
             ef_construction=efc,
             num_threads=self.settings.build_threads,
-            timestamps=ts,
+            timestamps=columns.timestamps,
         )
 
     def index_params(
