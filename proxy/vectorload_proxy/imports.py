@@ -79,7 +79,6 @@ RETENTION = 24 * 3600.0
 MAX_JSON_BYTES = 512 << 20  # a row-based JSON file is parsed whole
 MAX_FILES = 1024
 STOPPED = "the proxy running the import stopped"
-STATES = ("Pending", "Importing", "Completed", "Failed")
 _JOB_FILE = re.compile(r"^(\d{1,19})\.json$")
 
 
